@@ -1,0 +1,272 @@
+"""``mm/memory.c``: the fault handlers, from ``handle_mm_fault`` down to ``finish_fault``.
+
+Notes
+-----
+Models Linux v6.18 ``do_read_fault`` -> ``should_fault_around`` -> ``do_fault_around``
+(v6.4+ window arithmetic) -> ``filemap_map_pages``, then ``filemap_fault`` and
+``finish_fault`` (whole file folio mapped when it fits the VMA and the PTE table and
+does not cross i_size; PMD via ``do_set_pmd``), ``do_cow_fault``,
+``do_shared_fault``, ``do_wp_page`` (copy for private mappings, write-notify reuse
+for shared ones), ``wp_huge_pmd`` (a file PMD is split by zapping it) and the
+access-flag path of ``handle_pte_fault``. The v6.6 profile maps one PTE in
+``finish_fault``; the v5.12 profile also allocates a fresh table there instead of
+using ``vmf->prealloc_pte`` (as merged in f9ce0be71d1f).
+
+Accounting follows ``mm_account_fault``: an attempt that returns
+``VM_FAULT_RETRY`` is not counted; the completed attempt is major when it carries
+``VM_FAULT_MAJOR`` or ``FAULT_FLAG_TRIED``. With per-VMA locks (v6.4+) a retry is
+``FAULT_FLAG_TRIED`` only after a major attempt; v5.12 always sets it.
+"""
+
+from __future__ import annotations
+
+from fastfault._jit import jit
+from fastfault.fault.filemap import (
+    VM_FAULT_MAJOR,
+    VM_FAULT_NOPAGE,
+    VM_FAULT_RETRY,
+    VM_FAULT_SIGBUS,
+    VMF_PREALLOC,
+    filemap_fault,
+    filemap_map_pages,
+)
+from fastfault.fault.pgtable import VM_FAULT_FALLBACK, do_set_pmd, pmd_slot, set_pte_range
+from fastfault.fault.state import (
+    PG,
+    PMD,
+    PTE,
+    Cfg,
+    FileField,
+    Profile,
+    Stat,
+    VmaField,
+    VmaFlag,
+)
+
+
+@jit
+def do_fault_around(s, v, k, vpn, pgoff):
+    """``do_fault_around()``: the window of ``fault_around_pages`` around the fault, aligned on the
+    virtual address, clamped to the VMA and to the PTE table."""
+    nr_pages = s.cfg[Cfg.FA_PAGES]
+    pte_off = vpn & 511
+    vma_off = k
+    from_pte = max(pte_off - pte_off % nr_pages, pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + nr_pages, 512, pte_off + s.vmas[v, VmaField.PAGES] - vma_off) - 1
+    slot = pmd_slot(s, v, vpn)
+    if (s.pmd[slot] & PMD.KIND_MASK) == PMD.NONE and s.vmf[VMF_PREALLOC] == 0:
+        s.vmf[VMF_PREALLOC] = 1
+        s.stats[Stat.PREALLOC_PTE] += 1
+    s.stats[Stat.FAULTAROUND_CALLS] += 1
+    s.fa_hist[to_pte - from_pte + 1] += 1
+    ret = filemap_map_pages(s, v, pgoff + from_pte - pte_off, pgoff + to_pte - pte_off, k, vpn)
+    if ret:
+        s.stats[Stat.FAULTAROUND_NOPAGE] += 1
+    return ret
+
+
+@jit
+def _pte_range_none(s, p0, nr):
+    for i in range(nr):
+        if s.pte[p0 + i] != 0:
+            return False
+    return True
+
+
+@jit
+def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
+    """``finish_fault()``: map the page ``filemap_fault`` found (or its COW copy)."""
+    f = s.vmas[v, VmaField.FILE]
+    base = s.files[f, FileField.BASE]
+    profile = s.cfg[Cfg.PROFILE]
+    order = s.pc_order[base + pgoff]
+    if is_cow:
+        order = 0  # the new anonymous page
+    head = pgoff & ~((1 << order) - 1)
+    nr_folio = 1 << order
+    slot = pmd_slot(s, v, vpn)
+    vm_pages = s.vmas[v, VmaField.PAGES]
+    pte_base = s.vmas[v, VmaField.PTE_BASE]
+    needs_fallback = False
+    if profile >= Profile.LINUX_6_18 and not is_cow:
+        file_end = (s.files[f, FileField.ISIZE] + 4095) >> 12
+        needs_fallback = file_end < head + nr_folio
+    while True:
+        if (s.pmd[slot] & PMD.KIND_MASK) == PMD.NONE:
+            if not needs_fallback and order == 9:
+                if do_set_pmd(s, v, vpn, base + head, order, write) != VM_FAULT_FALLBACK:
+                    return 0
+            if s.vmf[VMF_PREALLOC] != 0 and profile != Profile.LINUX_5_12:
+                s.vmf[VMF_PREALLOC] = 0
+            s.pmd[slot] = PMD.TABLE
+            s.stats[Stat.PTE_TABLES] += 1
+        elif (s.pmd[slot] & PMD.KIND_MASK) == PMD.HUGE:
+            return VM_FAULT_NOPAGE
+        nr = nr_folio
+        k0 = k
+        if profile < Profile.LINUX_6_18 or needs_fallback:
+            nr = 1
+        elif nr > 1:
+            idx = pgoff - head
+            pte_off = vpn & 511
+            if k < idx or k + (nr - idx) > vm_pages or pte_off < idx or pte_off + (nr - idx) > 512:
+                nr = 1
+            else:
+                k0 = k - idx
+        if nr == 1:
+            if s.pte[pte_base + k] != 0:
+                return VM_FAULT_NOPAGE
+        elif not _pte_range_none(s, pte_base + k0, nr):
+            needs_fallback = True
+            continue
+        set_pte_range(s, v, k0, nr, k, write, is_cow)
+        if is_cow:
+            s.stats[Stat.MM_ANONPAGES] += nr
+        else:
+            s.stats[Stat.MM_FILEPAGES] += nr
+        return 0
+
+
+@jit
+def __do_fault(s, v, vpn, pgoff, tried):
+    """``__do_fault()``: pre-allocate a PTE table if the PMD is none, then ``->fault``."""
+    if (s.pmd[pmd_slot(s, v, vpn)] & PMD.KIND_MASK) == PMD.NONE and s.vmf[VMF_PREALLOC] == 0:
+        s.vmf[VMF_PREALLOC] = 1
+        s.stats[Stat.PREALLOC_PTE] += 1
+    return filemap_fault(s, v, pgoff, tried)
+
+
+@jit
+def do_read_fault(s, v, k, vpn, pgoff, tried):
+    """``do_read_fault()``: fault-around first; ``filemap_fault`` + ``finish_fault`` if it did not
+    map the faulting page."""
+    if s.cfg[Cfg.FA_PAGES] > 1 and not (s.vmas[v, VmaField.FLAGS] & VmaFlag.UFFD):
+        if do_fault_around(s, v, k, vpn, pgoff):
+            s.stats[Stat.FAULT_READ_FAULTAROUND] += 1
+            return VM_FAULT_NOPAGE
+    ret = __do_fault(s, v, vpn, pgoff, tried)
+    if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
+        return ret
+    s.stats[Stat.FAULT_READ_FINISH] += 1
+    return ret | finish_fault(s, v, k, vpn, pgoff, False, False)
+
+
+@jit
+def do_cow_fault(s, v, k, vpn, pgoff, tried):
+    """``do_cow_fault()``: write to a private file mapping with no PTE: copy into an anon page."""
+    ret = __do_fault(s, v, vpn, pgoff, tried)
+    if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
+        return ret
+    s.stats[Stat.FAULT_COW] += 1
+    return ret | finish_fault(s, v, k, vpn, pgoff, True, True)
+
+
+@jit
+def do_shared_fault(s, v, k, vpn, pgoff, tried):
+    """``do_shared_fault()``: write to a shared mapping with no PTE: ``page_mkwrite`` dirties the
+    folio, ``finish_fault`` maps it writable and dirty."""
+    ret = __do_fault(s, v, vpn, pgoff, tried)
+    if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
+        return ret
+    f = s.vmas[v, VmaField.FILE]
+    base = s.files[f, FileField.BASE]
+    order = s.pc_order[base + pgoff]
+    s.pc_flags[base + (pgoff & ~((1 << order) - 1))] |= PG.DIRTY
+    s.stats[Stat.FAULT_SHARED] += 1
+    return ret | finish_fault(s, v, k, vpn, pgoff, True, False)
+
+
+@jit
+def do_fault(s, v, k, vpn, pgoff, write, tried):
+    """``do_fault()``: dispatch on read / private write / shared write; free an unused
+    pre-allocated table."""
+    if not write:
+        ret = do_read_fault(s, v, k, vpn, pgoff, tried)
+    elif not (s.vmas[v, VmaField.FLAGS] & VmaFlag.SHARED):
+        ret = do_cow_fault(s, v, k, vpn, pgoff, tried)
+    else:
+        ret = do_shared_fault(s, v, k, vpn, pgoff, tried)
+    if s.vmf[VMF_PREALLOC] != 0:
+        s.vmf[VMF_PREALLOC] = 0
+        s.stats[Stat.PREALLOC_PTE_FREED] += 1
+    return ret
+
+
+@jit
+def do_wp_page(s, v, k, pgoff):
+    """``do_wp_page()`` on a present, read-only file PTE: ``wp_page_shared`` + ``wp_page_reuse``
+    (shared: same page, now writable, dirty, young) or ``wp_page_copy`` (private: an anon copy)."""
+    p = s.vmas[v, VmaField.PTE_BASE] + k
+    if s.vmas[v, VmaField.FLAGS] & VmaFlag.SHARED:
+        f = s.vmas[v, VmaField.FILE]
+        base = s.files[f, FileField.BASE]
+        order = s.pc_order[base + pgoff]
+        if order >= 0:
+            s.pc_flags[base + (pgoff & ~((1 << order) - 1))] |= PG.DIRTY
+        s.pte[p] = (s.pte[p] & ~PTE.UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
+        s.stats[Stat.FAULT_WP_SHARED] += 1
+    elif s.pte[p] & PTE.ANON:
+        s.pte[p] = (s.pte[p] & ~PTE.UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
+        s.stats[Stat.FAULT_WP_COW] += 1
+    else:
+        s.pte[p] = PTE.PRESENT | PTE.YOUNG | PTE.DIRTY | PTE.WRITE | PTE.ANON
+        s.stats[Stat.MM_FILEPAGES] -= 1
+        s.stats[Stat.MM_ANONPAGES] += 1
+        s.stats[Stat.FAULT_WP_COW] += 1
+    return 0
+
+
+@jit
+def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried):
+    """``__handle_mm_fault()`` + ``handle_pte_fault()`` for a file VMA."""
+    slot = pmd_slot(s, v, vpn)
+    pmdv = s.pmd[slot]
+    if (pmdv & PMD.KIND_MASK) == PMD.HUGE:
+        if write and not (pmdv & PMD.WRITE):
+            # wp_huge_pmd(): no ->huge_fault for regular files: __split_huge_pmd() zaps a file PMD.
+            s.pmd[slot] = PMD.NONE
+            s.stats[Stat.MM_FILEPAGES] -= 512
+            s.stats[Stat.PMD_SPLIT] += 1
+            s.stats[Stat.FAULT_PMD_WP] += 1
+        else:
+            # huge_pmd_set_accessed(): only reached without a hardware accessed bit.
+            if not (pmdv & PMD.YOUNG):
+                s.stats[Stat.OLD_TO_YOUNG_FAULT] += 1
+            s.pmd[slot] = pmdv | PMD.YOUNG | (PMD.DIRTY if write else 0)
+            s.stats[Stat.FAULT_AF] += 1
+            return 0
+    p = s.vmas[v, VmaField.PTE_BASE] + k
+    e = s.pte[p]
+    if e == 0:
+        return do_fault(s, v, k, vpn, pgoff, write, tried)
+    if write and not (e & PTE.WRITE):
+        return do_wp_page(s, v, k, pgoff)
+    # Access-flag / dirty-bit fault: the PTE is fine but the hardware would not update it.
+    if not (e & PTE.YOUNG):
+        s.stats[Stat.OLD_TO_YOUNG_FAULT] += 1
+    s.pte[p] = e | PTE.YOUNG | (PTE.DIRTY if write else 0)
+    s.stats[Stat.FAULT_AF] += 1
+    return 0
+
+
+@jit
+def handle_mm_fault(s, v, k, vpn, write):
+    """``handle_mm_fault()`` with the arch handler's retry loop and ``mm_account_fault()``."""
+    pgoff = s.vmas[v, VmaField.PGOFF] + k
+    tried = False
+    while True:
+        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, tried)
+        if not (ret & VM_FAULT_RETRY):
+            break
+        s.stats[Stat.FAULT_RETRY] += 1
+        if (ret & VM_FAULT_MAJOR) or s.cfg[Cfg.PROFILE] == Profile.LINUX_5_12:
+            tried = True
+    s.stats[Stat.PGFAULT] += 1
+    if ret & VM_FAULT_SIGBUS:
+        s.stats[Stat.SIGBUS] += 1
+        return ret
+    if (ret & VM_FAULT_MAJOR) or tried:
+        s.stats[Stat.MAJFLT] += 1
+    else:
+        s.stats[Stat.MINFLT] += 1
+    return ret
