@@ -23,13 +23,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from fastfault.cli import kernel, run, trace  # noqa: F401  (modules add their commands to `app`)
-
-    for optional in ("sweep", "plot"):
+    # Each module adds its commands to `app` when imported.
+    for name in ("run", "sweep", "plot", "trace", "kernel"):
         try:
-            __import__(f"fastfault.cli.{optional}")
-        except ModuleNotFoundError as err:  # a sub-app not built yet
-            if err.name != f"fastfault.cli.{optional}":
+            __import__(f"fastfault.cli.{name}")
+        except ModuleNotFoundError as err:  # a subcommand this installation does not ship
+            if err.name != f"fastfault.cli.{name}":
                 raise
 
 

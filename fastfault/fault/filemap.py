@@ -121,8 +121,10 @@ def filemap_map_folio_range(s, v, f, head, order, start, k, nr_pages, file_end, 
     if profile >= Profile.LINUX_6_18 and file_end >= head + npages:
         k_head = k - start
         vpn0 = vm_start + k_head
-        if k_head >= 0 and k_head + npages <= s.vmas[v, VmaField.PAGES] and (vpn0 >> 9) == (
-            (vpn0 + npages - 1) >> 9
+        if (
+            k_head >= 0
+            and k_head + npages <= s.vmas[v, VmaField.PAGES]
+            and (vpn0 >> 9) == ((vpn0 + npages - 1) >> 9)
         ):
             k = k_head
             start = 0

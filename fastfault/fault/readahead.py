@@ -208,9 +208,9 @@ def page_cache_async_ra(s, f, head, order, index):
     s.pc_flags[base + head] &= ~PG.READAHEAD
     s.stats[Stat.RA_ASYNC] += 1
     nr = 1 << order
-    expected = (files[f, FileField.RA_START] + files[f, FileField.RA_SIZE] - files[f, FileField.RA_ASYNC]) & ~(
-        nr - 1
-    )
+    expected = (
+        files[f, FileField.RA_START] + files[f, FileField.RA_SIZE] - files[f, FileField.RA_ASYNC]
+    ) & ~(nr - 1)
     if index == expected:
         files[f, FileField.RA_START] += files[f, FileField.RA_SIZE]
         files[f, FileField.RA_SIZE] = max(

@@ -34,7 +34,11 @@ class Profile(IntEnum):
     LINUX_6_18 = 2  # whole-large-folio mapping in fault-around and finish_fault, i_size rules
 
 
-PROFILE_NAMES = {"linux-5.12": Profile.LINUX_5_12, "linux-6.6": Profile.LINUX_6_6, "linux-6.18": Profile.LINUX_6_18}
+PROFILE_NAMES = {
+    "linux-5.12": Profile.LINUX_5_12,
+    "linux-6.6": Profile.LINUX_6_6,
+    "linux-6.18": Profile.LINUX_6_18,
+}
 
 
 class Cfg(IntEnum):

@@ -1,0 +1,5 @@
+"""``python -m fastfault`` runs the command line."""
+
+from fastfault.cli import main
+
+main()
