@@ -18,6 +18,8 @@ is decremented per candidate page, only for non-workingset folios since v6.10.
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastfault._jit import jit
 from fastfault.fault.pgtable import do_set_pmd, pmd_slot, set_pte_range
 from fastfault.fault.readahead import (
@@ -46,6 +48,8 @@ VM_FAULT_SIGBUS = 8
 VMF_PREALLOC = 0  # s.vmf[VMF_PREALLOC]: a pre-allocated PTE table is pending
 VMF_MMAP_MISS = 1  # s.vmf[VMF_MMAP_MISS]: filemap_map_pages' local mmap_miss count
 
+_CLEAR_LOCKED = np.uint8(0xFF ^ PG.LOCKED)
+
 
 @jit
 def next_uptodate_folio(s, f, index, end_pgoff):
@@ -60,7 +64,7 @@ def next_uptodate_folio(s, f, index, end_pgoff):
     max_idx = (files[f, FileField.ISIZE] + 4095) >> 12
     st = s.stats
     while index <= end_pgoff and index < cap:
-        order = s.pc_order[base + index]
+        order = np.int64(s.pc_order[base + index])
         if order < 0:
             st[Stat.FAULTAROUND_SKIP_HOLE] += 1
             index += 1
@@ -121,11 +125,7 @@ def filemap_map_folio_range(s, v, f, head, order, start, k, nr_pages, file_end, 
     if profile >= Profile.LINUX_6_18 and file_end >= head + npages:
         k_head = k - start
         vpn0 = vm_start + k_head
-        if (
-            k_head >= 0
-            and k_head + npages <= s.vmas[v, VmaField.PAGES]
-            and (vpn0 >> 9) == ((vpn0 + npages - 1) >> 9)
-        ):
+        if k_head >= 0 and k_head + npages <= s.vmas[v, VmaField.PAGES] and (vpn0 >> 9) == ((vpn0 + npages - 1) >> 9):
             k = k_head
             start = 0
             nr_pages = npages
@@ -197,14 +197,14 @@ def filemap_map_pages(s, v, start_pgoff, end_pgoff, fault_k, fault_vpn):
     if pos >= 0:
         file_end = ((files[f, FileField.ISIZE] + 4095) >> 12) - 1
         end_pgoff = min(end_pgoff, file_end)
-        order = s.pc_order[base + pos]
+        order = np.int64(s.pc_order[base + pos])
         head = pos & ~((1 << order) - 1)
         try_pmd = profile < Profile.LINUX_6_18 or file_end >= head + (1 << order)
         if try_pmd and filemap_map_pmd(s, v, fault_vpn, base + head, order):
             ret = VM_FAULT_NOPAGE
         elif (s.pmd[pmd_slot(s, v, fault_vpn)] & PMD.KIND_MASK) == PMD.TABLE:
             while pos >= 0:
-                order = s.pc_order[base + pos]
+                order = np.int64(s.pc_order[base + pos])
                 head = pos & ~((1 << order) - 1)
                 fend = head + (1 << order) - 1
                 nr_pages = min(fend, end_pgoff) - pos + 1
@@ -303,7 +303,7 @@ def filemap_fault(s, v, pgoff, tried):
     base = files[f, FileField.BASE]
     if pgoff >= (files[f, FileField.ISIZE] + 4095) >> 12:
         return VM_FAULT_SIGBUS
-    order = s.pc_order[base + pgoff]
+    order = np.int64(s.pc_order[base + pgoff])
     if order >= 0:
         head = pgoff & ~((1 << order) - 1)
         dropped = False
@@ -311,7 +311,7 @@ def filemap_fault(s, v, pgoff, tried):
             dropped = do_async_mmap_readahead(s, v, f, head, order, pgoff)
         flags = s.pc_flags[base + head]
         if (flags & PG.LOCKED) or not (flags & PG.UPTODATE):
-            s.pc_flags[base + head] = (flags & ~PG.LOCKED) | PG.UPTODATE
+            s.pc_flags[base + head] = (flags & _CLEAR_LOCKED) | PG.UPTODATE
             return VM_FAULT_RETRY
         if dropped:
             return VM_FAULT_RETRY

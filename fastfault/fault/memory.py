@@ -20,6 +20,8 @@ Accounting follows ``mm_account_fault``: an attempt that returns
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastfault._jit import jit
 from fastfault.fault.filemap import (
     VM_FAULT_MAJOR,
@@ -42,6 +44,8 @@ from fastfault.fault.state import (
     VmaField,
     VmaFlag,
 )
+
+_CLEAR_UNTOUCHED = np.uint8(0xFF ^ PTE.UNTOUCHED)
 
 
 @jit
@@ -79,7 +83,7 @@ def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
     f = s.vmas[v, VmaField.FILE]
     base = s.files[f, FileField.BASE]
     profile = s.cfg[Cfg.PROFILE]
-    order = s.pc_order[base + pgoff]
+    order = np.int64(s.pc_order[base + pgoff])
     if is_cow:
         order = 0  # the new anonymous page
     head = pgoff & ~((1 << order) - 1)
@@ -170,7 +174,7 @@ def do_shared_fault(s, v, k, vpn, pgoff, tried):
         return ret
     f = s.vmas[v, VmaField.FILE]
     base = s.files[f, FileField.BASE]
-    order = s.pc_order[base + pgoff]
+    order = np.int64(s.pc_order[base + pgoff])
     s.pc_flags[base + (pgoff & ~((1 << order) - 1))] |= PG.DIRTY
     s.stats[Stat.FAULT_SHARED] += 1
     return ret | finish_fault(s, v, k, vpn, pgoff, True, False)
@@ -200,13 +204,13 @@ def do_wp_page(s, v, k, pgoff):
     if s.vmas[v, VmaField.FLAGS] & VmaFlag.SHARED:
         f = s.vmas[v, VmaField.FILE]
         base = s.files[f, FileField.BASE]
-        order = s.pc_order[base + pgoff]
+        order = np.int64(s.pc_order[base + pgoff])
         if order >= 0:
             s.pc_flags[base + (pgoff & ~((1 << order) - 1))] |= PG.DIRTY
-        s.pte[p] = (s.pte[p] & ~PTE.UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
+        s.pte[p] = (s.pte[p] & _CLEAR_UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
         s.stats[Stat.FAULT_WP_SHARED] += 1
     elif s.pte[p] & PTE.ANON:
-        s.pte[p] = (s.pte[p] & ~PTE.UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
+        s.pte[p] = (s.pte[p] & _CLEAR_UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
         s.stats[Stat.FAULT_WP_COW] += 1
     else:
         s.pte[p] = PTE.PRESENT | PTE.YOUNG | PTE.DIRTY | PTE.WRITE | PTE.ANON

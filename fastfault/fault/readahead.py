@@ -15,8 +15,12 @@ forces it) gets order-0 readahead only.
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastfault._jit import jit
 from fastfault.fault.state import PG, FileField, Stat
+
+_CLEAR_READAHEAD = np.uint8(0xFF ^ PG.READAHEAD)
 
 
 @jit
@@ -205,12 +209,10 @@ def page_cache_async_ra(s, f, head, order, index):
     if max_pages == 0:
         return
     base = files[f, FileField.BASE]
-    s.pc_flags[base + head] &= ~PG.READAHEAD
+    s.pc_flags[base + head] &= _CLEAR_READAHEAD
     s.stats[Stat.RA_ASYNC] += 1
     nr = 1 << order
-    expected = (
-        files[f, FileField.RA_START] + files[f, FileField.RA_SIZE] - files[f, FileField.RA_ASYNC]
-    ) & ~(nr - 1)
+    expected = (files[f, FileField.RA_START] + files[f, FileField.RA_SIZE] - files[f, FileField.RA_ASYNC]) & ~(nr - 1)
     if index == expected:
         files[f, FileField.RA_START] += files[f, FileField.RA_SIZE]
         files[f, FileField.RA_SIZE] = max(

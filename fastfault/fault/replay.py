@@ -27,6 +27,11 @@ from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Stat, VmaField, 
 OUTCOME_OK = 0
 OUTCOME_ERROR = 1
 
+_CLEAR_UNTOUCHED = np.uint8(0xFF ^ PTE.UNTOUCHED)
+_CLEAR_YOUNG = np.uint8(0xFF ^ PTE.YOUNG)
+_CLEAR_PMD_YOUNG = np.uint8(0xFF ^ PMD.YOUNG)
+_CLEAR_REFERENCED = np.uint8(0xFF ^ PG.REFERENCED)
+
 
 @jit
 def find_vma(vmas, vpn, hint):
@@ -78,7 +83,7 @@ def access_file_page(s, v, vpn, write):
                 st[Stat.PREFAULT_USED] += 1
                 if not (e & PTE.YOUNG):
                     st[Stat.PREFAULT_OLD_USED] += 1
-                e &= ~PTE.UNTOUCHED
+                e &= _CLEAR_UNTOUCHED
                 s.pte[p] = e
             ok = not (write and not (e & PTE.WRITE))
             if ok and not hw_af:
@@ -131,15 +136,12 @@ def replay_trace(s, vpn, kind, count):
 def clear_refs(s):
     """``echo 1 > /proc/PID/clear_refs``: clear the accessed bit of every PTE and huge PMD and the
     ``PG_referenced`` flag of every mapped folio."""
-    young = np.uint8(PTE.YOUNG)
     for i in range(s.pte.shape[0]):
-        s.pte[i] &= ~young
-    pyoung = np.uint8(PMD.YOUNG)
+        s.pte[i] &= _CLEAR_YOUNG
     for i in range(s.pmd.shape[0]):
-        s.pmd[i] &= ~pyoung
-    ref = np.uint8(PG.REFERENCED)
+        s.pmd[i] &= _CLEAR_PMD_YOUNG
     for i in range(s.pc_flags.shape[0]):
-        s.pc_flags[i] &= ~ref
+        s.pc_flags[i] &= _CLEAR_REFERENCED
     s.stats[Stat.CLEAR_REFS] += 1
 
 
