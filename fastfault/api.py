@@ -134,9 +134,7 @@ def derived_metrics(c: dict[str, int]) -> dict[str, float]:
     acc = max(c["accesses"], 1)
     faults = c["minflt"] + c["majflt"]
     fa_calls = c["faultaround_calls"]
-    prefaulted = c["ptes_installed"] - (
-        c["pgfault"] - c["fault_af"] - c["fault_wp_shared"] - c["fault_wp_cow"]
-    )
+    prefaulted = c["ptes_installed"] - (c["pgfault"] - c["fault_af"] - c["fault_wp_shared"] - c["fault_wp_cow"])
     return {
         "faults": float(faults),
         "faults_per_1k": 1000.0 * faults / acc,
@@ -166,9 +164,7 @@ def _vma_specs(trace, layout: Layout, seed: int):
     for path, idx in paths.items():
         npages = -(-sizes[path] // PAGE_SIZE)
         rng = np.random.default_rng(children[idx])
-        files.append(
-            FileSpec(i_size=sizes[path], folio_size=layout.folio_sizes(path, npages, rng), name=path)
-        )
+        files.append(FileSpec(i_size=sizes[path], folio_size=layout.folio_sizes(path, npages, rng), name=path))
     vmas = [
         VmaSpec(
             start=m.start,

@@ -181,9 +181,7 @@ def _check_folio_sizes(folio_size: np.ndarray, where: str) -> None:
     wrong = fs[head] != size
     if wrong.any():
         i = int(idx[np.flatnonzero(wrong)[0]])
-        raise InputError(
-            f"{where}: page {i} is in a folio of {int(fs[i])} pages that is not naturally aligned"
-        )
+        raise InputError(f"{where}: page {i} is in a folio of {int(fs[i])} pages that is not naturally aligned")
     n = fs.shape[0]
     expect = np.minimum(fs[head], n - head)
     counts = np.bincount(head, minlength=n)[head]
@@ -228,9 +226,7 @@ class FileSpec:
         npages = (int(self.i_size) + PAGE_SIZE - 1) // PAGE_SIZE
         fs = np.asarray(self.folio_size)
         if fs.ndim != 1 or fs.shape[0] != npages or not np.issubdtype(fs.dtype, np.integer):
-            raise InputError(
-                f"{self.name}: folio_size must be an integer array of {npages} pages, got {fs.shape}"
-            )
+            raise InputError(f"{self.name}: folio_size must be an integer array of {npages} pages, got {fs.shape}")
         fs = fs.astype(np.int64)
         _check_folio_sizes(fs, self.name)
         object.__setattr__(self, "folio_size", fs)
@@ -262,9 +258,7 @@ class FileSpec:
         return self.folio_size.shape[0]
 
 
-def folio_sizes_from_orders(
-    npages: int, order_weights: dict[int, float], rng: np.random.Generator
-) -> np.ndarray:
+def folio_sizes_from_orders(npages: int, order_weights: dict[int, float], rng: np.random.Generator) -> np.ndarray:
     """A page-cache layout drawn from a folio-order distribution.
 
     Walking the file from page 0, each folio's order is drawn from ``order_weights`` among the
@@ -433,9 +427,7 @@ def _build_vmas(vmas: Sequence[VmaSpec], nfiles: int):
     for row, i in enumerate(order):
         vm = vmas[i]
         if not 0 <= vm.file < nfiles:
-            raise InputError(
-                f"vma at {vm.start:#x}: file index {vm.file} does not name one of {nfiles} files"
-            )
+            raise InputError(f"vma at {vm.start:#x}: file index {vm.file} does not name one of {nfiles} files")
         if vm.start_vpn < prev_end:
             raise InputError(f"vma at {vm.start:#x} overlaps the previous mapping")
         prev_end = vm.start_vpn + vm.pages
@@ -536,9 +528,7 @@ class Simulator:
 
     def counters(self) -> dict[str, int]:
         """All counters (see :class:`~fastfault.fault.state.Stat`) by lower-case name."""
-        return dict(
-            zip(_COUNTER_NAMES, (int(x) for x in self.state.stats[: len(_COUNTER_NAMES)]), strict=True)
-        )
+        return dict(zip(_COUNTER_NAMES, (int(x) for x in self.state.stats[: len(_COUNTER_NAMES)]), strict=True))
 
     def window_histogram(self) -> dict[int, int]:
         """Fault-around window sizes (pages) and how often each occurred."""

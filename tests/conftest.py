@@ -19,9 +19,7 @@ settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
-def run_cli(
-    *args: str, timeout: float = 300, cwd: str | os.PathLike | None = None
-) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m fastfault ARGS`` and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "fastfault", *map(str, args)],

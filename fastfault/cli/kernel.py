@@ -72,9 +72,7 @@ def record(
         None, "--mappings", help='Mappings (repeatable), e.g. shared, "private+w", "shared+u+off=1+len=1000".'
     ),
     npages: int = typer.Option(8192, "--npages", help="File size in pages."),
-    extended: bool = typer.Option(
-        False, "--extended", help="Record the extended plan (writes, offsets, ...)."
-    ),
+    extended: bool = typer.Option(False, "--extended", help="Record the extended plan (writes, offsets, ...)."),
     quick: bool = typer.Option(False, "--quick", help="Record a small plan of six cases."),
 ) -> None:
     """Record fault-path cases on the running kernel (root needed to read the folio layout)."""
@@ -96,9 +94,7 @@ def record(
 @kernel_app.command("layout")
 def layout(
     file: Path = typer.Argument(..., help="A file whose pages are (partly) in the page cache."),
-    out: Path = typer.Option(
-        None, "--out", help="Save the layout as .npy (folio size per page, -1 uncached)."
-    ),
+    out: Path = typer.Option(None, "--out", help="Save the layout as .npy (folio size per page, -1 uncached)."),
 ) -> None:
     """Read a cached file's real folio layout (/proc/self/pagemap + /proc/kpageflags; root only)."""
     import numpy as np

@@ -7,9 +7,7 @@ import typer
 PROFILES = ("linux-6.18", "linux-6.6", "linux-5.12")
 ARCHES = ("x86_64", "arm64", "arm64-nohaf")
 
-Profile = typer.Option(
-    "linux-6.18", "--profile", help=f"Kernel whose fault path is simulated: {', '.join(PROFILES)}."
-)
+Profile = typer.Option("linux-6.18", "--profile", help=f"Kernel whose fault path is simulated: {', '.join(PROFILES)}.")
 Arch = typer.Option(
     "x86_64",
     "--arch",

@@ -76,8 +76,7 @@ def summary_text(result) -> str:
         f"PMD mappings        {_fmt(c['pmd_mapped'])} (split {_fmt(c['pmd_split'])}); PTE tables "
         f"{_fmt(c['pte_tables'])}, preallocated tables freed unused {_fmt(c['prealloc_pte_freed'])}",
         f"Rss                 {_fmt(c['mm_filepages'])} file pages, {_fmt(c['mm_anonpages'])} anon pages",
-        f"readahead           {_fmt(c['ra_pages'])} pages read, {_fmt(c['ra_sync'])} sync, "
-        f"{_fmt(c['ra_async'])} async",
+        f"readahead           {_fmt(c['ra_pages'])} pages read, {_fmt(c['ra_sync'])} sync, {_fmt(c['ra_async'])} async",
     ]
     for key, value in result.extra.get("summary", {}).items():
         lines.append(f"{key:<20}{value}")

@@ -85,9 +85,7 @@ def simulate_case(case: Case, profile: str = "linux-6.18", tlb=None):
         arch = "arm64"
     config = Config(profile=profile, arch=arch, fault_around_bytes=case.fault_around_bytes)
     file = FileSpec.from_folio_sizes(case.folio_size, name=case.name)
-    writes = (case.write1 is not None and case.write1.any()) or (
-        case.write2 is not None and case.write2.any()
-    )
+    writes = (case.write1 is not None and case.write1.any()) or (case.write2 is not None and case.write2.any())
     vma = VmaSpec(
         start=case.vma_start,
         pages=case.vma_pages,
