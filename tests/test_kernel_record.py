@@ -296,3 +296,14 @@ def test_without_large_folios_only_order0_is_recorded(tmp_path, monkeypatch):
     assert [p.stem for p in report.written] == ["000_order0_seq_a_n256"]
     assert [name for name, _ in report.dropped] == ["001_uniform16_seq_a_n256"]
     assert any("order-0 cases only" in n for n in report.notes)
+
+
+@live
+def test_simulator_matches_freshly_recorded_cases(recorded):
+    """The acceptance test of `fastfault kernel record`: record on this kernel, then check every case."""
+    from fastfault.kernel.check import check_dir
+
+    _, out = recorded
+    results = check_dir(out)
+    assert len(results) == len(rec.quick_specs())
+    assert all(r.match for r in results), "\n".join(f"{r.name}: {d}" for r in results for d in r.diffs)

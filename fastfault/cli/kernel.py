@@ -55,8 +55,8 @@ def check(
                     typer.echo(
                         f"  {name}: {e['differ']} of {e['cases']} phases, largest difference {e['max_abs_diff']}"
                     )
-            typer.echo("cases matched by layout:")
-            for name, e in summary["by_layout"].items():
+            typer.echo("cases matched by kind:")
+            for name, e in summary["by_kind"].items():
                 typer.echo(f"  {name}: {e['matched']}/{e['cases']}")
         typer.echo(f"{matched}/{len(results)} cases match ({profile})")
     raise typer.Exit(0 if matched == len(results) else 1)

@@ -158,7 +158,8 @@ def check_dir(folder: str | os.PathLike, profile: str = "linux-6.18", tlb=None) 
 
 
 def summarize(results: list[CaseResult]) -> dict:
-    """Per field and per case kind: how many cases match, and the largest difference."""
+    """Per field (phases compared, phases differing, largest difference) and per case kind (every tag of
+    :func:`case_kind`: layout, pattern, shared/private, rw, unaligned, offset, short): cases matched."""
     by_field: dict[str, dict[str, int]] = {}
     by_kind: dict[str, dict[str, int]] = {}
     for r in results:
@@ -169,8 +170,8 @@ def summarize(results: list[CaseResult]) -> dict:
             if k != s:
                 entry["differ"] += 1
                 entry["max_abs_diff"] = max(entry["max_abs_diff"], abs(k - s))
-        kind = r.kind.split("/", 1)[0]
-        e = by_kind.setdefault(kind, {"cases": 0, "matched": 0})
-        e["cases"] += 1
-        e["matched"] += int(r.match)
-    return {"by_field": by_field, "by_layout": by_kind}
+        for tag in r.kind.split("/"):
+            e = by_kind.setdefault(tag, {"cases": 0, "matched": 0})
+            e["cases"] += 1
+            e["matched"] += int(r.match)
+    return {"by_field": by_field, "by_kind": by_kind}
