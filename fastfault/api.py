@@ -216,7 +216,11 @@ def run(
     base_order: int = 0,
     cached: float = 1.0,
     layouts: dict[str, np.ndarray] | None = None,
-    **sim_kwargs,
+    tlb="auto",
+    cost: str | None = "auto",
+    aging_interval: int = 0,
+    aging_policy: str = "lru",
+    aging_evict: bool = False,
 ) -> RunResult:
     """Simulate one point: build the page cache and the mappings, replay the workload, measure.
 
@@ -233,8 +237,8 @@ def run(
         See :class:`~fastfault.model.Config` (sizes may be strings like ``"64KiB"``).
     thp_ratio, folio_orders, base_order, cached, layouts
         See :class:`Layout`.
-    **sim_kwargs
-        Passed to :class:`~fastfault.model.Simulator` (TLB, aging, cost model).
+    tlb, cost, aging_interval, aging_policy, aging_evict
+        See :class:`~fastfault.model.Simulator` (``auto``: the TLB and cost presets of the architecture).
 
     Returns
     -------
@@ -255,7 +259,17 @@ def run(
         layouts=layouts or {},
     )
     trace = load_workload(workload, workload_params, seed)
-    sim = build(trace, config=config, layout=layout, seed=seed, **sim_kwargs)
+    sim = build(
+        trace,
+        config=config,
+        layout=layout,
+        seed=seed,
+        tlb=tlb,
+        cost=cost,
+        aging_interval=aging_interval,
+        aging_policy=aging_policy,
+        aging_evict=aging_evict,
+    )
     sim.run(trace.vpn, trace.kind, trace.count)
     counters = sim.counters()
     params = {
@@ -269,10 +283,15 @@ def run(
         "thp_ratio": -1.0 if thp_ratio is None else float(thp_ratio),
         "base_order": base_order,
         "cached": cached,
+        "tlb": sim.tlb_spec.name if sim.tlb_spec is not None else "none",
+        "cost": sim.cost or "none",
+        "aging_interval": aging_interval,
+        "aging_policy": aging_policy if aging_interval else "none",
+        "aging_evict": aging_evict,
     }
     for k, v in (workload_params or {}).items():
         params[f"wl_{k}"] = v
     derived = derived_metrics(counters)
-    extra = sim.extra_metrics() if hasattr(sim, "extra_metrics") else {}
-    derived.update(extra.pop("derived", {}))
+    extra = sim.extra_metrics()
+    derived.update(extra.pop("derived"))
     return RunResult(counters, derived, sim.window_histogram(), params, extra)

@@ -29,6 +29,7 @@ from fastfault.fault.state import (
     PAGE_SIZE,
     PG,
     PROFILE_NAMES,
+    PTE,
     PTRS_PER_PTE,
     VM_READAHEAD_PAGES,
     Cfg,
@@ -132,6 +133,9 @@ class Config:
         ``young`` or ``old`` to override the architecture's ``arch_wants_old_prefaulted_pte()``.
     thp_disabled : bool
         No PMD mappings of page-cache THPs (``thp_disabled_by_hw()`` / ``PR_SET_THP_DISABLE``).
+    flush_on_clear_young : bool or None
+        Whether clearing an accessed bit flushes the TLB entry (``ptep_clear_flush_young``): arm64
+        yes, x86 no (the default per architecture).
     """
 
     profile: str = "linux-6.18"
@@ -139,6 +143,7 @@ class Config:
     fault_around_bytes: int = 65536
     prefault: str | None = None
     thp_disabled: bool = False
+    flush_on_clear_young: bool | None = None
 
     def __post_init__(self):
         if self.profile not in PROFILE_NAMES:
@@ -164,6 +169,10 @@ class Config:
         cfg[Cfg.HW_AF] = int(arch.hw_af)
         cfg[Cfg.THP_DISABLED] = int(self.thp_disabled)
         cfg[Cfg.EXEC_ORDER] = arch.exec_folio_order
+        arm = self.arch.startswith("arm64")
+        cfg[Cfg.CONTPTE] = int(arm and cfg[Cfg.PROFILE] >= PROFILE_NAMES["linux-6.18"])  # contpte: v6.9+
+        flush = arm if self.flush_on_clear_young is None else self.flush_on_clear_young
+        cfg[Cfg.FLUSH_ON_CLEAR_YOUNG] = int(flush)
         return cfg
 
 
@@ -446,6 +455,69 @@ def _build_vmas(vmas: Sequence[VmaSpec], nfiles: int):
 
 _COUNTER_NAMES = [m.name.lower() for m in Stat if m is not Stat.NFIELDS]
 
+_AGING_POLICIES = {"lru": 0, "mglru": 1}
+
+#: TLB and cost presets ``auto`` picks per architecture.
+AUTO_TLB = {"x86_64": "zen4", "arm64": "neoverse-n1", "arm64-nohaf": "neoverse-n1"}
+
+
+def _tlb_spec(tlb, arch: str):
+    """None, a preset name, ``auto``, a TOML path or a TlbSpec -> TlbSpec or None."""
+    if tlb is None or tlb == "none":
+        return None
+    from fastfault.tlb import TlbSpec, load_tlb_toml, tlb_preset
+
+    if isinstance(tlb, TlbSpec):
+        return tlb
+    name = str(tlb)
+    if name == "auto":
+        name = AUTO_TLB[arch]
+    if name.endswith(".toml"):
+        return load_tlb_toml(name)
+    return tlb_preset(name)
+
+
+def _spec_sizes(spec) -> set[str]:
+    sizes = set()
+    for level in ("l1d", "l1i", "l2", "l2i"):
+        for arr in getattr(spec, level, ()) or ():
+            sizes.update(arr.sizes)
+    return sizes
+
+
+def _cost_name(cost, tlb_spec, arch: str):
+    if cost is None or cost == "none":
+        return None
+    from fastfault.cost import COST_PRESETS
+
+    if cost == "auto":
+        if tlb_spec is not None and tlb_spec.name in COST_PRESETS:
+            return tlb_spec.name
+        return "arm64" if arch.startswith("arm64") else "x86-64"
+    if cost not in COST_PRESETS:
+        raise InputError(f"cost: unknown model {cost!r} (one of {', '.join(COST_PRESETS)})")
+    return cost
+
+
+def _age_state(state: SimState, enabled: bool, evict: bool):
+    """Aging state; when aging is off, zero-length arrays of the right types (nothing allocated)."""
+    from fastfault.reclaim import AgeCfg, AgeStat, AgeState, new_age_state
+
+    if enabled:
+        return new_age_state(state, evict=evict)
+    return AgeState(
+        stats=np.zeros(AgeStat.NFIELDS, dtype=np.int64),
+        last=np.zeros(AgeStat.NFIELDS, dtype=np.int64),
+        decision=np.zeros(0, dtype=np.int8),
+        seen_old=np.zeros(0, dtype=np.uint8),
+        promoted=np.zeros(0, dtype=np.uint8),
+        cleared_vpn=np.zeros(0, dtype=np.int64),
+        unmapped_vpn=np.zeros(0, dtype=np.int64),
+        nvpn=np.zeros(2, dtype=np.int64),
+        cfg=np.zeros(AgeCfg.NFIELDS, dtype=np.int64),
+        file_vmas=np.zeros(0, dtype=np.int64),
+    )
+
 
 class Simulator:
     """A simulated process: files in the page cache, file mappings, page tables, counters.
@@ -456,6 +528,19 @@ class Simulator:
     vmas : sequence of VmaSpec
         Non-overlapping; ``VmaSpec.file`` indexes ``files``.
     config : Config
+    tlb : str, TlbSpec or None
+        A TLB preset name (``zen4``, ``golden-cove``, ``neoverse-n1``, ...; ``auto`` picks one for the
+        architecture), a :class:`~fastfault.tlb.TlbSpec`, a TOML file path, or None for no TLB model
+        (every access then walks, and sets the accessed bit).
+    aging_interval : int
+        Run a reclaim aging pass every this many accesses (0: never).
+    aging_policy : str
+        ``lru`` (``folio_referenced`` + ``folio_check_references``) or ``mglru`` (64-PTE look-around).
+    aging_evict : bool
+        Aging passes unmap and drop the folios they would reclaim (default: census only).
+    cost : str or None
+        A cost-model preset (see :data:`fastfault.cost.COST_PRESETS`; ``auto`` picks one for the TLB
+        preset or architecture), or None.
 
     Notes
     -----
@@ -463,13 +548,32 @@ class Simulator:
     (:func:`fastfault.fault.replay.replay_trace`).
     """
 
-    def __init__(self, files: Sequence[FileSpec], vmas: Sequence[VmaSpec], config: Config | None = None):
+    def __init__(
+        self,
+        files: Sequence[FileSpec],
+        vmas: Sequence[VmaSpec],
+        config: Config | None = None,
+        *,
+        tlb=None,
+        aging_interval: int = 0,
+        aging_policy: str = "lru",
+        aging_evict: bool = False,
+        cost: str | None = None,
+    ):
         self.config = config or Config()
         self.files = list(files)
         self.vmas = list(vmas)
         pc_order, pc_flags, ftable = _build_page_cache(self.files)
         vtable, pte, pmd, order = _build_vmas(self.vmas, len(self.files))
         self._vma_rows = {spec_index: row for row, spec_index in enumerate(order)}
+        self.tlb_spec = _tlb_spec(tlb, self.config.arch)
+        if int(aging_interval) < 0:
+            raise InputError(f"aging_interval: {aging_interval} is negative")
+        if aging_policy not in _AGING_POLICIES:
+            raise InputError(f"aging_policy: {aging_policy!r} is not one of {', '.join(_AGING_POLICIES)}")
+        self.aging_interval = int(aging_interval)
+        self.aging_policy = aging_policy
+        self.cost = _cost_name(cost, self.tlb_spec, self.config.arch)
         self.state = SimState(
             pc_order=pc_order,
             pc_flags=pc_flags,
@@ -482,6 +586,19 @@ class Simulator:
             cfg=self.config.vector(),
             vmf=np.zeros(4, dtype=np.int64),
         )
+        cfg = self.state.cfg
+        cfg[Cfg.AGING_INTERVAL] = self.aging_interval
+        cfg[Cfg.AGING_POLICY] = _AGING_POLICIES[aging_policy]
+        from fastfault.tlb import build_tlb, tlb_preset
+
+        spec = self.tlb_spec if self.tlb_spec is not None else tlb_preset("none")
+        self.tlb = build_tlb(spec)
+        if self.tlb_spec is not None:
+            if self.config.arch.startswith("arm64") and cfg[Cfg.CONTPTE]:
+                cfg[Cfg.COALESCE] = 2
+            elif "16K" in _spec_sizes(self.tlb_spec):
+                cfg[Cfg.COALESCE] = 1
+        self.aging = _age_state(self.state, self.aging_interval > 0, aging_evict)
 
     def run(self, vpn, kind=None, count=None) -> None:
         """Replay accesses.
@@ -509,7 +626,7 @@ class Simulator:
             raise InputError("trace: every count must be at least 1")
         if n and kind.max(initial=0) > 2:
             raise InputError("trace: access kinds must be 0 (load), 1 (store) or 2 (ifetch)")
-        replay_trace(self.state, vpn, kind, count)
+        replay_trace(self.state, self.tlb, self.aging, vpn, kind, count)
 
     def run_relative(self, pages, writes=None, vma: int = 0) -> None:
         """Replay accesses given as page indices relative to the start of VMA ``vma``."""
@@ -520,11 +637,125 @@ class Simulator:
         kind = None if writes is None else np.asarray(writes, dtype=bool).astype(np.uint8)
         self.run(pages + spec.start_vpn, kind)
 
-    def clear_refs(self) -> None:
-        """``echo 1 > /proc/PID/clear_refs``: every accessed bit and PG_referenced cleared."""
+    def clear_refs(self, flush_tlb: bool = False) -> None:
+        """``echo 1 > /proc/PID/clear_refs``: every accessed bit and PG_referenced cleared.
+
+        Linux 6.x does not flush the TLB for this; ``flush_tlb=True`` also empties it (what the case
+        recorder achieves by sweeping a 128 MiB buffer between phases)."""
         from fastfault.fault.replay import clear_refs
 
         clear_refs(self.state)
+        if flush_tlb:
+            self.flush_tlb()
+
+    def flush_tlb(self) -> None:
+        """Invalidate every TLB entry."""
+        from fastfault.fault.replay import flush_tlb
+
+        flush_tlb(self.tlb)
+
+    def age(self) -> dict[str, int]:
+        """Run one reclaim aging pass now; returns that pass's counters."""
+        from fastfault.fault.replay import aging_pass
+        from fastfault.reclaim import age_stats
+
+        if self.aging.decision.shape[0] == 0:
+            self.aging = _age_state(self.state, True, False)
+        aging_pass(self.state, self.tlb, self.aging)
+        return age_stats(self.aging, last=True)
+
+    def tlb_stats(self) -> dict[str, int]:
+        """TLB counters (empty without a TLB model)."""
+        if self.tlb_spec is None:
+            return {}
+        from fastfault.tlb import tlb_stats
+
+        return tlb_stats(self.tlb)
+
+    def aging_stats(self) -> dict[str, int]:
+        """Cumulative reclaim-aging counters (empty when no pass ran)."""
+        from fastfault.reclaim import age_stats
+
+        st = age_stats(self.aging)
+        return st if st.get("passes", 0) else {}
+
+    def young_census(self) -> dict[str, int]:
+        """Present PTEs now: young, old, and young but never accessed since installed (false young)."""
+        pte = self.state.pte
+        present = (pte & PTE.PRESENT) != 0
+        young = present & ((pte & PTE.YOUNG) != 0)
+        untouched = present & ((pte & PTE.UNTOUCHED) != 0)
+        return {
+            "present": int(present.sum()),
+            "young": int(young.sum()),
+            "old": int((present & ~young).sum()),
+            "false_young": int((young & untouched).sum()),
+            "old_untouched": int((untouched & ~young).sum()),
+        }
+
+    def extra_metrics(self) -> dict:
+        """TLB, accessed-bit, aging and cost results: ``derived`` (flat metrics for result tables),
+        ``tlb``, ``aging``, ``census``, ``cost`` and ``summary`` (lines for the readable report)."""
+        c = self.counters()
+        acc = max(c["accesses"], 1)
+        census = self.young_census()
+        tlb = self.tlb_stats()
+        aging = self.aging_stats()
+        derived: dict[str, float] = {
+            "young_ptes": float(census["young"]),
+            "false_young_now": float(census["false_young"]),
+        }
+        installed_young_prefault = c["prefault_young"]
+        if aging:
+            fy = aging.get("false_young", 0)
+            derived["false_young_fraction"] = fy / installed_young_prefault if installed_young_prefault else 0.0
+            for key in ("protected_untouched", "protected_used", "reclaim_untouched", "reclaim_used"):
+                derived[f"aging_{key}"] = float(aging.get(key, 0))
+        else:
+            fy = census["false_young"]
+            derived["false_young_fraction"] = fy / installed_young_prefault if installed_young_prefault else 0.0
+        summary = {
+            "accessed bits": f"{census['young']:,} young, {census['old']:,} old PTEs; {census['false_young']:,} "
+            f"young but never used since installed (false young {derived['false_young_fraction']:.3f} of "
+            f"{installed_young_prefault:,} prefaulted young)",
+        }
+        if tlb:
+            derived["tlb_misses_per_1k"] = 1000.0 * tlb["misses"] / acc
+            derived["tlb_l2_hits_per_1k"] = 1000.0 * tlb["l2_hits"] / acc
+            derived["walk_refs_per_1k"] = 1000.0 * tlb["walk_refs"] / acc
+            summary["TLB"] = (
+                f"{self.tlb_spec.name}: {tlb['lookups']:,} lookups, {tlb['l1_hits']:,} L1 hits, "
+                f"{tlb['l2_hits']:,} L2 hits, {tlb['misses']:,} misses ({derived['tlb_misses_per_1k']:.2f} "
+                f"per 1000 accesses), {tlb['walk_refs']:,} walk references"
+            )
+        if aging:
+            summary["reclaim aging"] = (
+                f"{aging['passes']:,} passes ({self.aging_policy}): keep {aging.get('keep', 0):,}, activate "
+                f"{aging.get('activate', 0):,}, reclaim {aging.get('reclaim', 0) + aging.get('reclaim_clean', 0):,}"
+                f"; never-used prefaulted pages protected {aging.get('protected_untouched', 0):,}, used pages "
+                f"it would evict {aging.get('reclaim_used', 0):,}"
+            )
+        cost = {}
+        if self.cost is not None:
+            from fastfault.cost import estimate
+
+            cost = estimate(c, tlb, self.cost)
+            derived["est_cycles"] = float(cost["total"])
+            derived["est_cycles_per_access"] = float(cost["total"]) / acc
+            for key, value in cost.items():
+                if key not in ("model", "total", "total_ns") and isinstance(value, int | float):
+                    derived[f"cost_{key}"] = float(value)
+            parts = sorted(
+                ((k, v) for k, v in cost.items() if k not in ("model", "total", "total_ns") and v),
+                key=lambda kv: -kv[1],
+            )
+            summary["estimated cost"] = (
+                f"{cost['total']:,.0f} cycles ({cost['model']}): "
+                + ", ".join(f"{k} {100.0 * v / cost['total']:.1f}%" for k, v in parts[:5])
+                if cost["total"]
+                else "0 cycles"
+            )
+        return {"derived": derived, "tlb": tlb, "aging": aging, "census": census, "cost": cost, "summary": summary}
 
     def counters(self) -> dict[str, int]:
         """All counters (see :class:`~fastfault.fault.state.Stat`) by lower-case name."""

@@ -28,6 +28,8 @@ from fastfault.fault.filemap import (
     VM_FAULT_NOPAGE,
     VM_FAULT_RETRY,
     VM_FAULT_SIGBUS,
+    VMF_FLUSH_PAGES,
+    VMF_FLUSH_VPN,
     VMF_PREALLOC,
     filemap_fault,
     filemap_map_pages,
@@ -46,6 +48,7 @@ from fastfault.fault.state import (
 )
 
 _CLEAR_UNTOUCHED = np.uint8(0xFF ^ PTE.UNTOUCHED)
+_CLEAR_CONT = np.uint8(0xFF ^ PTE.CONT)
 
 
 @jit
@@ -197,10 +200,34 @@ def do_fault(s, v, k, vpn, pgoff, write, tried):
 
 
 @jit
+def request_flush(s, vpn, npages):
+    """Ask the replay loop to flush the TLB for ``[vpn, vpn + npages)`` after this fault
+    (``flush_tlb_page``/``flush_tlb_range``: a present entry changed)."""
+    if s.vmf[VMF_FLUSH_PAGES] == 0:
+        s.vmf[VMF_FLUSH_VPN] = vpn
+        s.vmf[VMF_FLUSH_PAGES] = npages
+    else:
+        lo = min(s.vmf[VMF_FLUSH_VPN], vpn)
+        hi = max(s.vmf[VMF_FLUSH_VPN] + s.vmf[VMF_FLUSH_PAGES], vpn + npages)
+        s.vmf[VMF_FLUSH_VPN] = lo
+        s.vmf[VMF_FLUSH_PAGES] = hi - lo
+
+
+@jit
 def do_wp_page(s, v, k, pgoff):
     """``do_wp_page()`` on a present, read-only file PTE: ``wp_page_shared`` + ``wp_page_reuse``
-    (shared: same page, now writable, dirty, young) or ``wp_page_copy`` (private: an anon copy)."""
+    (shared: same page, now writable, dirty, young) or ``wp_page_copy`` (private: an anon copy).
+
+    A contpte block holding the page is unfolded first (``contpte_try_unfold``)."""
     p = s.vmas[v, VmaField.PTE_BASE] + k
+    vpn = s.vmas[v, VmaField.START] + k
+    if s.pte[p] & PTE.CONT:
+        b = p - (vpn & 15)
+        for j in range(b, b + 16):
+            s.pte[j] &= _CLEAR_CONT
+        request_flush(s, vpn - (vpn & 15), 16)
+    else:
+        request_flush(s, vpn, 1)
     if s.vmas[v, VmaField.FLAGS] & VmaFlag.SHARED:
         f = s.vmas[v, VmaField.FILE]
         base = s.files[f, FileField.BASE]
@@ -229,6 +256,7 @@ def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried):
         if write and not (pmdv & PMD.WRITE):
             # wp_huge_pmd(): no ->huge_fault for regular files: __split_huge_pmd() zaps a file PMD.
             s.pmd[slot] = PMD.NONE
+            request_flush(s, vpn & ~511, 512)
             s.stats[Stat.MM_FILEPAGES] -= 512
             s.stats[Stat.PMD_SPLIT] += 1
             s.stats[Stat.FAULT_PMD_WP] += 1

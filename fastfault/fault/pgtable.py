@@ -40,7 +40,9 @@ _PMD_YOUNG = int(PMD.YOUNG)
 _PMD_DIRTY = int(PMD.DIRTY)
 _PMD_WRITE = int(PMD.WRITE)
 _PG_HWPOISON = int(PG.HWPOISON)
+_PTE_CONT = int(PTE.CONT)
 _OLD_PREFAULT = int(Cfg.OLD_PREFAULT)
+_CONTPTE = int(Cfg.CONTPTE)
 _THP_DISABLED = int(Cfg.THP_DISABLED)
 
 VM_FAULT_FALLBACK = 1
@@ -101,6 +103,17 @@ def set_pte_range(s, v, k0, nr, fault_k, write, anon):
         if k0 + i != fault_k:
             e |= _PTE_UNTOUCHED
         s.pte[base + i] = e
+    if nr >= 16 and not anon and s.cfg[_CONTPTE] != 0:
+        # contpte_set_ptes(): every 16-page block of the batch aligned both virtually and physically
+        # (a folio is naturally aligned, so physically means: file index aligned) gets PTE_CONT.
+        vpn0 = s.vmas[v, _START] + k0
+        pgoff0 = s.vmas[v, _PGOFF] + k0
+        i = (16 - (vpn0 & 15)) & 15
+        while i + 16 <= nr:
+            if ((pgoff0 + i) & 15) == 0:
+                for j in range(i, i + 16):
+                    s.pte[base + j] |= _PTE_CONT
+            i += 16
     st = s.stats
     st[Stat.PTES_INSTALLED] += nr
     st[Stat.SET_PTE_BATCHES] += 1

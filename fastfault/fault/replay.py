@@ -20,9 +20,23 @@ from __future__ import annotations
 import numpy as np
 
 from fastfault._jit import jit
+from fastfault.fault.filemap import VMF_FLUSH_PAGES, VMF_FLUSH_VPN
 from fastfault.fault.memory import handle_mm_fault
 from fastfault.fault.pgtable import pmd_slot
 from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Stat, VmaField, VmaFlag
+from fastfault.reclaim import AgeStat, age_pass
+from fastfault.tlb.model import (
+    mapping_kind,
+    tlb_access,
+    tlb_add_hits,
+    tlb_fill,
+    tlb_flush_all,
+    tlb_flush_page,
+    tlb_flush_range,
+    tlb_lookup,
+    tlb_walk,
+)
+from fastfault.tlb.presets import PageKind, TlbLookup
 
 OUTCOME_OK = 0
 OUTCOME_ERROR = 1
@@ -55,81 +69,199 @@ def find_vma(vmas, vpn, hint):
 
 
 @jit
-def access_file_page(s, v, vpn, write):
-    """One access to virtual page ``vpn`` of file VMA ``v``: hardware first, then the fault path.
+def _walk_fill(s, t, v, vpn, ifetch):
+    """The page walk of an access that found its translation valid: walk (page-walk caches) and fill
+    the TLB with the mapping as it now is (dirty when the entry is dirty and writable)."""
+    kind = mapping_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
+    slot = pmd_slot(s, v, vpn)
+    if (s.pmd[slot] & PMD.KIND_MASK) == PMD.HUGE:
+        e = s.pmd[slot]
+        dirty = (e & PMD.DIRTY) != 0 and (e & PMD.WRITE) != 0
+    else:
+        p = s.vmas[v, VmaField.PTE_BASE] + vpn - s.vmas[v, VmaField.START]
+        e = s.pte[p]
+        dirty = (e & PTE.DIRTY) != 0 and (e & PTE.WRITE) != 0
+        if kind == PageKind.COALESCED_16K:  # one entry for 4 PTEs: writable-dirty only if all are
+            b = p - (vpn & 3)
+            for j in range(b, b + 4):
+                if (s.pte[j] & PTE.DIRTY) == 0 or (s.pte[j] & PTE.WRITE) == 0:
+                    dirty = False
+    tlb_walk(t, vpn, kind)
+    tlb_fill(t, vpn, kind, dirty, ifetch)
 
-    Returns :data:`OUTCOME_ERROR` when the access ended in SIGBUS or SIGSEGV.
+
+@jit
+def _first_use(s, p, e):
+    """Prefault accounting on the first access to a prefaulted PTE."""
+    if e & PTE.UNTOUCHED:
+        s.stats[Stat.PREFAULT_USED] += 1
+        if not (e & PTE.YOUNG):
+            s.stats[Stat.PREFAULT_OLD_USED] += 1
+        e &= _CLEAR_UNTOUCHED
+        s.pte[p] = e
+    return e
+
+
+@jit
+def _set_young_pte(s, p, vpn, e, write):
+    """What a page walk does to a valid PTE: set the accessed (and, for a store, dirty) bit. For a
+    contpte block the bits are gathered per block (``contpte_ptep_get``), so the whole block turns young."""
+    if not (e & PTE.YOUNG):
+        s.stats[Stat.OLD_TO_YOUNG_HW] += 1
+    s.pte[p] = e | PTE.YOUNG | (PTE.DIRTY if write else 0)
+    if e & PTE.CONT:
+        b = p - (vpn & 15)
+        for j in range(b, b + 16):
+            s.pte[j] |= PTE.YOUNG
+
+
+@jit
+def access_file_page(s, t, v, vpn, write, ifetch):
+    """One access to virtual page ``vpn`` of file VMA ``v``: TLB, then page walk, then the fault path.
+
+    A TLB hit neither walks nor touches the accessed bit (so on x86, whose ``ptep_clear_flush_young``
+    does not flush, a still-cached translation is used without the page turning young again). A walk
+    that finds a valid entry sets the accessed/dirty bits -- or, without a hardware accessed flag,
+    an old or clean entry raises an access-flag fault. Returns :data:`OUTCOME_ERROR` when the access
+    ended in SIGBUS or SIGSEGV.
     """
     st = s.stats
     st[Stat.FILE_ACCESSES] += 1
     if write and not (s.vmas[v, VmaField.FLAGS] & VmaFlag.WRITE):
         st[Stat.SEGV] += 1
         return OUTCOME_ERROR
+    tlb_on = t.ctl[0] != 0
     hw_af = s.cfg[Cfg.HW_AF] != 0
     k = vpn - s.vmas[v, VmaField.START]
     slot = pmd_slot(s, v, vpn)
     pmdv = s.pmd[slot]
     if (pmdv & PMD.KIND_MASK) == PMD.HUGE:
-        if not (write and not (pmdv & PMD.WRITE)) and (hw_af or (pmdv & PMD.YOUNG)):
+        if tlb_on and tlb_lookup(t, vpn, PageKind.PMD_2M, write, ifetch) != TlbLookup.MISS:
+            return OUTCOME_OK
+        ok = not (write and not (pmdv & PMD.WRITE))
+        if ok and not hw_af:
+            ok = (pmdv & PMD.YOUNG) != 0 and (not write or (pmdv & PMD.DIRTY) != 0)
+        if ok:
             if not (pmdv & PMD.YOUNG):
                 st[Stat.OLD_TO_YOUNG_HW] += 1
             s.pmd[slot] = pmdv | PMD.YOUNG | (PMD.DIRTY if write else 0)
+            if tlb_on:
+                _walk_fill(s, t, v, vpn, ifetch)
             return OUTCOME_OK
     else:
         p = s.vmas[v, VmaField.PTE_BASE] + k
         e = s.pte[p]
         if e & PTE.PRESENT:
-            if e & PTE.UNTOUCHED:
-                st[Stat.PREFAULT_USED] += 1
-                if not (e & PTE.YOUNG):
-                    st[Stat.PREFAULT_OLD_USED] += 1
-                e &= _CLEAR_UNTOUCHED
-                s.pte[p] = e
+            if tlb_on:
+                kind = mapping_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
+                if tlb_lookup(t, vpn, kind, write, ifetch) != TlbLookup.MISS:
+                    _first_use(s, p, e)
+                    return OUTCOME_OK
+            e = _first_use(s, p, e)
             ok = not (write and not (e & PTE.WRITE))
             if ok and not hw_af:
                 ok = (e & PTE.YOUNG) != 0 and (not write or (e & PTE.DIRTY) != 0)
             if ok:
-                if not (e & PTE.YOUNG):
-                    st[Stat.OLD_TO_YOUNG_HW] += 1
-                s.pte[p] = e | PTE.YOUNG | (PTE.DIRTY if write else 0)
+                _set_young_pte(s, p, vpn, e, write)
+                if tlb_on:
+                    _walk_fill(s, t, v, vpn, ifetch)
                 return OUTCOME_OK
     ret = handle_mm_fault(s, v, k, vpn, write)
+    if s.vmf[VMF_FLUSH_PAGES] != 0:
+        if tlb_on:
+            tlb_flush_range(t, s.vmf[VMF_FLUSH_VPN], s.vmf[VMF_FLUSH_PAGES])
+        s.vmf[VMF_FLUSH_VPN] = 0
+        s.vmf[VMF_FLUSH_PAGES] = 0
     if ret & 8:  # VM_FAULT_SIGBUS
         return OUTCOME_ERROR
+    if tlb_on:
+        _walk_fill(s, t, v, vpn, ifetch)  # the faulting instruction runs again and walks
     return OUTCOME_OK
 
 
 @jit
-def replay_trace(s, vpn, kind, count):
+def aging_pass(s, t, a):
+    """A reclaim aging pass (:func:`fastfault.reclaim.age_pass`) and the TLB flushes it implies:
+    pages it unmapped on every architecture, pages whose accessed bit it cleared only where clearing
+    flushes (arm64)."""
+    age_pass(s, a, s.cfg[Cfg.AGING_POLICY])
+    if t.ctl[0] == 0:
+        return
+    if a.stats[AgeStat.VPN_LIST_OVERFLOW] != 0:
+        tlb_flush_all(t)
+        return
+    if s.cfg[Cfg.FLUSH_ON_CLEAR_YOUNG] != 0:
+        for i in range(a.nvpn[0]):
+            tlb_flush_page(t, a.cleared_vpn[i])
+    for i in range(a.nvpn[1]):
+        tlb_flush_page(t, a.unmapped_vpn[i])
+
+
+@jit
+def replay_trace(s, t, a, vpn, kind, count):
     """Replay a trace (one call for the whole trace).
 
     Parameters
     ----------
     s : SimState
+    t : TlbState
+        The TLB hierarchy (the ``none`` preset disables the model).
+    a : AgeState
+        Reclaim aging state; a pass runs every ``s.cfg[Cfg.AGING_INTERVAL]`` accesses (0: never).
     vpn : int64, (n,)
         Virtual page numbers.
     kind : uint8, (n,)
-        :class:`~fastfault.codes.AccessKind` codes (1 = store).
-    count : uint32 or int64, (n,)
+        :class:`~fastfault.codes.AccessKind` codes (0 load, 1 store, 2 instruction fetch).
+    count : int64, (n,)
         Consecutive identical accesses each row stands for.
     """
     st = s.stats
+    interval = s.cfg[Cfg.AGING_INTERVAL]
+    tlb_on = t.ctl[0] != 0
     hint = 0
     for i in range(vpn.shape[0]):
-        c = np.int64(count[i])
-        st[Stat.ACCESSES] += c
+        remaining = np.int64(count[i])
         page = vpn[i]
-        v = find_vma(s.vmas, page, hint)
-        if v < 0:
-            st[Stat.OTHER_ACCESSES] += c
-            continue
-        hint = v
         write = kind[i] == 1
-        if access_file_page(s, v, page, write) == OUTCOME_OK:
-            st[Stat.FILE_ACCESSES] += c - 1
-        else:
-            for _ in range(c - 1):
-                access_file_page(s, v, page, write)
+        ifetch = kind[i] == 2
+        v = find_vma(s.vmas, page, hint)
+        if v >= 0:
+            hint = v
+        while remaining > 0:
+            # One access in full ...
+            st[Stat.ACCESSES] += 1
+            if v < 0:
+                st[Stat.OTHER_ACCESSES] += 1
+                if tlb_on:
+                    tlb_access(t, page, PageKind.PTE_4K, write, ifetch, True)
+                settled = True
+            else:
+                settled = access_file_page(s, t, v, page, write, ifetch) == OUTCOME_OK
+            remaining -= 1
+            if interval > 0 and st[Stat.ACCESSES] % interval == 0:
+                aging_pass(s, t, a)
+            if not settled or remaining == 0:
+                continue
+            # ... then its repeats, which hit (translation cached, bits set) up to the next aging pass.
+            h = remaining
+            if interval > 0:
+                h = min(h, interval - st[Stat.ACCESSES] % interval)
+            st[Stat.ACCESSES] += h
+            if v < 0:
+                st[Stat.OTHER_ACCESSES] += h
+            else:
+                st[Stat.FILE_ACCESSES] += h
+            if tlb_on:
+                tlb_add_hits(t, h, ifetch)
+            remaining -= h
+            if interval > 0 and st[Stat.ACCESSES] % interval == 0:
+                aging_pass(s, t, a)
+
+
+@jit
+def flush_tlb(t):
+    """Flush every TLB entry (what the case recorder does between phases by sweeping 128 MiB)."""
+    tlb_flush_all(t)
 
 
 @jit

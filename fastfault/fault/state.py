@@ -50,7 +50,12 @@ class Cfg(IntEnum):
     HW_AF = 3  # hardware sets the accessed bit (x86, arm64 FEAT_HAFDBS); else access-flag faults
     THP_DISABLED = 4  # thp_disabled_by_hw() / prctl(PR_SET_THP_DISABLE): no PMD mappings at all
     EXEC_ORDER = 5  # exec_folio_order() for VM_EXEC read-around (arm64: 4 with 4 KiB pages)
-    NFIELDS = 6
+    CONTPTE = 6  # arm64 contpte (v6.9+): set_ptes() marks aligned 16-page blocks of a batch PTE_CONT
+    COALESCE = 7  # TLB coalescing the hardware does: 0 none, 1 AMD Zen 4 (4 x 4K), 2 arm64 contpte (16 x 4K)
+    AGING_INTERVAL = 8  # a reclaim aging pass every this many accesses (0: never)
+    AGING_POLICY = 9  # 0 classic LRU (folio_referenced + folio_check_references), 1 MGLRU look-around
+    FLUSH_ON_CLEAR_YOUNG = 10  # clearing the accessed bit flushes the TLB entry (arm64 yes, x86 no)
+    NFIELDS = 11
 
 
 class VmaFlag(IntEnum):
@@ -216,7 +221,8 @@ class SimState(NamedTuple):
     cfg : int64, (Cfg.NFIELDS,)
         Knobs of the run.
     vmf : int64, (4,)
-        Scratch of the fault in progress (``vmf->prealloc_pte``, fault-around's local ``mmap_miss``).
+        Scratch of the fault in progress: ``vmf->prealloc_pte``, fault-around's local ``mmap_miss``,
+        and the TLB flush the fault asks for (first virtual page, number of pages).
     """
 
     pc_order: np.ndarray

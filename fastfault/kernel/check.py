@@ -99,7 +99,7 @@ def simulate_case(case: Case, profile: str = "linux-6.18", tlb=None):
     before = sim.counters()
     for phase, (trace, write) in enumerate(((case.trace1, case.write1), (case.trace2, case.write2))):
         if phase == 1:
-            sim.clear_refs()
+            sim.clear_refs(flush_tlb=True)  # the recorder sweeps 128 MiB so that no translation survives
         sim.run_relative(trace, write)
         after = sim.counters()
         smaps = sim.smaps()
