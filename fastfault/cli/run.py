@@ -8,7 +8,19 @@ from pathlib import Path
 import typer
 
 from fastfault.cli import app
-from fastfault.cli.options import Arch, FaultAround, Json, Prefault, Profile, Seed
+from fastfault.cli.options import (
+    AgingEvict,
+    AgingInterval,
+    AgingPolicy,
+    Arch,
+    Cost,
+    FaultAround,
+    Json,
+    Prefault,
+    Profile,
+    Seed,
+    Tlb,
+)
 from fastfault.errors import InputError
 
 
@@ -99,6 +111,11 @@ def run(
     folio_orders: str = typer.Option(None, "--folio-orders", help="Folio-order mix, e.g. 0:0.7,4:0.2,9:0.1."),
     cached: float = typer.Option(1.0, "--cached", help="Fraction of each file in the page cache (1 = hot)."),
     thp_disabled: bool = typer.Option(False, "--thp-disabled", help="No PMD mappings (THP disabled)."),
+    tlb: str = Tlb,
+    cost: str = Cost,
+    aging_interval: int = AgingInterval,
+    aging_policy: str = AgingPolicy,
+    aging_evict: bool = AgingEvict,
     list_workloads: bool = typer.Option(False, "--list", help="List the generated workloads and exit."),
     as_json: bool = Json,
 ) -> None:
@@ -127,6 +144,11 @@ def run(
         thp_ratio=thp_ratio,
         folio_orders=parse_orders(folio_orders),
         cached=cached,
+        tlb=tlb,
+        cost=None if cost == "none" else cost,
+        aging_interval=aging_interval,
+        aging_policy=aging_policy,
+        aging_evict=aging_evict,
     )
     if as_json:
         typer.echo(
@@ -136,6 +158,10 @@ def run(
                     "counters": result.counters,
                     "derived": result.derived,
                     "window_hist": {str(k): v for k, v in result.window_hist.items()},
+                    "tlb": result.extra.get("tlb", {}),
+                    "aging": result.extra.get("aging", {}),
+                    "census": result.extra.get("census", {}),
+                    "cost": result.extra.get("cost", {}),
                 },
                 default=str,
             )
