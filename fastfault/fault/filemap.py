@@ -65,7 +65,10 @@ def next_uptodate_folio(s, f, index, end_pgoff):
     cap = files[f, FileField.CAPACITY]
     max_idx = (files[f, FileField.ISIZE] + 4095) >> 12
     st = s.stats
-    while index <= end_pgoff and index < cap:
+    while index <= end_pgoff:
+        if index >= cap:  # past the page-cache arrays: every index is a hole
+            st[Stat.FAULTAROUND_SKIP_HOLE] += end_pgoff - index + 1
+            break
         order = np.int64(s.pc_order[base + index])
         if order < 0:
             st[Stat.FAULTAROUND_SKIP_HOLE] += 1
@@ -74,15 +77,19 @@ def next_uptodate_folio(s, f, index, end_pgoff):
         head = index & ~((1 << order) - 1)
         flags = s.pc_flags[base + head]
         nxt = head + (1 << order)
+        per_page = s.cfg[Cfg.PROFILE] == Profile.LINUX_5_12
+        if per_page:
+            nxt = index + 1  # v5.3-v5.16: the head page sits in every slot: one entry per index
         if flags & PG.LOCKED:
             st[Stat.FAULTAROUND_SKIP_LOCKED] += 1
         elif not (flags & PG.UPTODATE):
             st[Stat.FAULTAROUND_SKIP_NOT_UPTODATE] += 1
         elif flags & PG.READAHEAD:
             st[Stat.FAULTAROUND_SKIP_READAHEAD] += 1
+        elif per_page and (s.pc_flags[base + head] & PG.HWPOISON):
+            st[Stat.FAULTAROUND_SKIP_HWPOISON] += 1  # v5.15 next_uptodate_page(): PageHWPoison(head)
         elif index >= max_idx:
-            st[Stat.FAULTAROUND_SKIP_EOF] += 1
-            return -1
+            st[Stat.FAULTAROUND_SKIP_EOF] += 1  # skipped; the walk goes on (xas_next_entry)
         else:
             return index
         index = nxt
@@ -198,7 +205,8 @@ def filemap_map_pages(s, v, start_pgoff, end_pgoff, fault_k, fault_vpn):
     pos = next_uptodate_folio(s, f, start_pgoff, end_pgoff)
     if pos >= 0:
         file_end = ((files[f, FileField.ISIZE] + 4095) >> 12) - 1
-        end_pgoff = min(end_pgoff, file_end)
+        if profile >= Profile.LINUX_6_18:
+            end_pgoff = min(end_pgoff, file_end)  # v6.6 / v5.12: no i_size clamp here
         order = np.int64(s.pc_order[base + pos])
         head = pos & ~((1 << order) - 1)
         try_pmd = profile < Profile.LINUX_6_18 or file_end >= head + (1 << order)
@@ -210,6 +218,9 @@ def filemap_map_pages(s, v, start_pgoff, end_pgoff, fault_k, fault_vpn):
                 head = pos & ~((1 << order) - 1)
                 fend = head + (1 << order) - 1
                 nr_pages = min(fend, end_pgoff) - pos + 1
+                if profile == Profile.LINUX_5_12:
+                    fend = pos  # page-based loop: one page per entry
+                    nr_pages = 1
                 if order == 0:
                     ret |= filemap_map_order0_folio(s, v, f, pos, pos - vm_pgoff, fault_k)
                 else:
@@ -229,12 +240,11 @@ def do_sync_mmap_readahead(s, v, f, pgoff):
     files = s.files
     flags = s.vmas[v, VmaField.FLAGS]
     profile = s.cfg[Cfg.PROFILE]
-    if profile >= Profile.LINUX_6_6 and (flags & VmaFlag.HUGEPAGE) and files[f, FileField.MAX_ORDER] >= 9:
+    if profile >= Profile.LINUX_6_6 and (flags & VmaFlag.HUGEPAGE):
         start = pgoff & ~511
         files[f, FileField.RA_SIZE] = 512 if (flags & VmaFlag.RAND_READ) else 1024
         files[f, FileField.RA_ASYNC] = 512
-        files[f, FileField.RA_ORDER] = 9
-        files[f, FileField.RA_START] = start
+        files[f, FileField.RA_ORDER] = 9  # ra->start is not set here (only ractl._index)
         s.stats[Stat.RA_SYNC] += 1
         page_cache_ra_order(s, f, start)
         return

@@ -111,8 +111,8 @@ def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
             return VM_FAULT_NOPAGE
         nr = nr_folio
         k0 = k
-        if profile < Profile.LINUX_6_18 or needs_fallback:
-            nr = 1
+        if profile < Profile.LINUX_6_18 or needs_fallback or (s.vmas[v, VmaField.FLAGS] & VmaFlag.UFFD):
+            nr = 1  # userfaultfd_armed(vma) || needs_fallback: per-page fault
         elif nr > 1:
             idx = pgoff - head
             pte_off = vpn & 511
@@ -144,13 +144,15 @@ def __do_fault(s, v, vpn, pgoff, tried):
 
 
 @jit
-def do_read_fault(s, v, k, vpn, pgoff, tried):
+def do_read_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     """``do_read_fault()``: fault-around first; ``filemap_fault`` + ``finish_fault`` if it did not
     map the faulting page."""
     if s.cfg[Cfg.FA_PAGES] > 1 and not (s.vmas[v, VmaField.FLAGS] & VmaFlag.UFFD):
         if do_fault_around(s, v, k, vpn, pgoff):
             s.stats[Stat.FAULT_READ_FAULTAROUND] += 1
             return VM_FAULT_NOPAGE
+    if vma_lock and s.cfg[Cfg.PROFILE] == Profile.LINUX_6_6:
+        return VM_FAULT_RETRY  # v6.6: if (vmf->flags & FAULT_FLAG_VMA_LOCK) { vma_end_read(); return RETRY; }
     ret = __do_fault(s, v, vpn, pgoff, tried)
     if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
         return ret
@@ -159,8 +161,11 @@ def do_read_fault(s, v, k, vpn, pgoff, tried):
 
 
 @jit
-def do_cow_fault(s, v, k, vpn, pgoff, tried):
+def do_cow_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     """``do_cow_fault()``: write to a private file mapping with no PTE: copy into an anon page."""
+    if vma_lock and s.cfg[Cfg.PROFILE] == Profile.LINUX_6_6:
+        return VM_FAULT_RETRY  # v6.6: no COW under the VMA lock
+    s.vmas[v, VmaField.FLAGS] |= VmaFlag.ANON_VMA  # anon_vma_prepare() / vmf_anon_prepare()
     ret = __do_fault(s, v, vpn, pgoff, tried)
     if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
         return ret
@@ -169,9 +174,11 @@ def do_cow_fault(s, v, k, vpn, pgoff, tried):
 
 
 @jit
-def do_shared_fault(s, v, k, vpn, pgoff, tried):
+def do_shared_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     """``do_shared_fault()``: write to a shared mapping with no PTE: ``page_mkwrite`` dirties the
     folio, ``finish_fault`` maps it writable and dirty."""
+    if vma_lock and s.cfg[Cfg.PROFILE] == Profile.LINUX_6_6:
+        return VM_FAULT_RETRY  # v6.6: no ->page_mkwrite under the VMA lock
     ret = __do_fault(s, v, vpn, pgoff, tried)
     if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
         return ret
@@ -184,15 +191,15 @@ def do_shared_fault(s, v, k, vpn, pgoff, tried):
 
 
 @jit
-def do_fault(s, v, k, vpn, pgoff, write, tried):
+def do_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
     """``do_fault()``: dispatch on read / private write / shared write; free an unused
     pre-allocated table."""
     if not write:
-        ret = do_read_fault(s, v, k, vpn, pgoff, tried)
+        ret = do_read_fault(s, v, k, vpn, pgoff, tried, vma_lock)
     elif not (s.vmas[v, VmaField.FLAGS] & VmaFlag.SHARED):
-        ret = do_cow_fault(s, v, k, vpn, pgoff, tried)
+        ret = do_cow_fault(s, v, k, vpn, pgoff, tried, vma_lock)
     else:
-        ret = do_shared_fault(s, v, k, vpn, pgoff, tried)
+        ret = do_shared_fault(s, v, k, vpn, pgoff, tried, vma_lock)
     if s.vmf[VMF_PREALLOC] != 0:
         s.vmf[VMF_PREALLOC] = 0
         s.stats[Stat.PREALLOC_PTE_FREED] += 1
@@ -214,13 +221,19 @@ def request_flush(s, vpn, npages):
 
 
 @jit
-def do_wp_page(s, v, k, pgoff):
+def do_wp_page(s, v, k, pgoff, vma_lock):
     """``do_wp_page()`` on a present, read-only file PTE: ``wp_page_shared`` + ``wp_page_reuse``
     (shared: same page, now writable, dirty, young) or ``wp_page_copy`` (private: an anon copy).
 
     A contpte block holding the page is unfolded first (``contpte_try_unfold``)."""
     p = s.vmas[v, VmaField.PTE_BASE] + k
     vpn = s.vmas[v, VmaField.START] + k
+    if vma_lock and s.cfg[Cfg.PROFILE] == Profile.LINUX_6_6:
+        flags = s.vmas[v, VmaField.FLAGS]
+        if flags & VmaFlag.SHARED:
+            return VM_FAULT_RETRY  # v6.6 wp_page_shared(): ->page_mkwrite needs the mmap_lock
+        if not (s.pte[p] & PTE.ANON) and not (flags & VmaFlag.ANON_VMA):
+            return VM_FAULT_RETRY  # v6.6: if ((vmf->flags & FAULT_FLAG_VMA_LOCK) && !vma->anon_vma)
     if s.pte[p] & PTE.CONT:
         b = p - (vpn & 15)
         for j in range(b, b + 16):
@@ -240,6 +253,7 @@ def do_wp_page(s, v, k, pgoff):
         s.pte[p] = (s.pte[p] & _CLEAR_UNTOUCHED) | PTE.YOUNG | PTE.DIRTY | PTE.WRITE
         s.stats[Stat.FAULT_WP_COW] += 1
     else:
+        s.vmas[v, VmaField.FLAGS] |= VmaFlag.ANON_VMA  # wp_page_copy(): anon_vma_prepare()
         s.pte[p] = PTE.PRESENT | PTE.YOUNG | PTE.DIRTY | PTE.WRITE | PTE.ANON
         s.stats[Stat.MM_FILEPAGES] -= 1
         s.stats[Stat.MM_ANONPAGES] += 1
@@ -248,7 +262,7 @@ def do_wp_page(s, v, k, pgoff):
 
 
 @jit
-def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried):
+def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
     """``__handle_mm_fault()`` + ``handle_pte_fault()`` for a file VMA."""
     slot = pmd_slot(s, v, vpn)
     pmdv = s.pmd[slot]
@@ -257,6 +271,12 @@ def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried):
             # wp_huge_pmd(): no ->huge_fault for regular files: __split_huge_pmd() zaps a file PMD.
             s.pmd[slot] = PMD.NONE
             request_flush(s, vpn & ~511, 512)
+            # __split_huge_pmd_locked(): the folio inherits the PMD's young and dirty bits.
+            head = s.files[s.vmas[v, VmaField.FILE], FileField.BASE] + (pgoff & ~511)
+            if pmdv & PMD.YOUNG:
+                s.pc_flags[head] |= PG.REFERENCED
+            if pmdv & PMD.DIRTY:
+                s.pc_flags[head] |= PG.DIRTY
             s.stats[Stat.MM_FILEPAGES] -= 512
             s.stats[Stat.PMD_SPLIT] += 1
             s.stats[Stat.FAULT_PMD_WP] += 1
@@ -270,13 +290,21 @@ def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried):
     p = s.vmas[v, VmaField.PTE_BASE] + k
     e = s.pte[p]
     if e == 0:
-        return do_fault(s, v, k, vpn, pgoff, write, tried)
+        return do_fault(s, v, k, vpn, pgoff, write, tried, vma_lock)
     if write and not (e & PTE.WRITE):
-        return do_wp_page(s, v, k, pgoff)
+        return do_wp_page(s, v, k, pgoff, vma_lock)
     # Access-flag / dirty-bit fault: the PTE is fine but the hardware would not update it.
     if not (e & PTE.YOUNG):
         s.stats[Stat.OLD_TO_YOUNG_FAULT] += 1
-    s.pte[p] = e | PTE.YOUNG | (PTE.DIRTY if write else 0)
+    bits = PTE.YOUNG | (PTE.DIRTY if write else 0)
+    if e & PTE.CONT:
+        # contpte_ptep_set_access_flags(): "for SW access management, we need to update all the
+        # ptes to prevent extra faults"
+        b = p - (vpn & 15)
+        for j in range(b, b + 16):
+            s.pte[j] |= bits
+    else:
+        s.pte[p] = e | bits
     s.stats[Stat.FAULT_AF] += 1
     return 0
 
@@ -286,13 +314,19 @@ def handle_mm_fault(s, v, k, vpn, write):
     """``handle_mm_fault()`` with the arch handler's retry loop and ``mm_account_fault()``."""
     pgoff = s.vmas[v, VmaField.PGOFF] + k
     tried = False
-    while True:
-        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, tried)
-        if not (ret & VM_FAULT_RETRY):
-            break
-        s.stats[Stat.FAULT_RETRY] += 1
-        if (ret & VM_FAULT_MAJOR) or s.cfg[Cfg.PROFILE] == Profile.LINUX_5_12:
-            tried = True
+    ret = VM_FAULT_RETRY
+    if s.cfg[Cfg.PROFILE] >= Profile.LINUX_6_6:
+        # CONFIG_PER_VMA_LOCK (v6.4+): first attempt under lock_vma_under_rcu()
+        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, False, True)
+        if ret & VM_FAULT_RETRY:
+            s.stats[Stat.FAULT_RETRY] += 1
+            if ret & VM_FAULT_MAJOR:  # v6.8+ (46e714c729c8); a v6.6 VMA-lock attempt is never MAJOR
+                tried = True
+    while ret & VM_FAULT_RETRY:  # lock_mmap: retry:
+        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, False)
+        if ret & VM_FAULT_RETRY:
+            s.stats[Stat.FAULT_RETRY] += 1
+            tried = True  # flags |= FAULT_FLAG_TRIED; goto retry;
     s.stats[Stat.PGFAULT] += 1
     if ret & VM_FAULT_SIGBUS:
         s.stats[Stat.SIGBUS] += 1

@@ -15,8 +15,10 @@ with a normal ``vm_page_prot`` is young on x86-64 and arm64; only
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastfault._jit import jit
-from fastfault.fault.state import PG, PMD, PTE, Cfg, Stat, VmaField, VmaFlag
+from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Profile, Stat, VmaField, VmaFlag
 
 # Plain integers for the jitted code.
 _START = int(VmaField.START)
@@ -44,6 +46,11 @@ _PTE_CONT = int(PTE.CONT)
 _OLD_PREFAULT = int(Cfg.OLD_PREFAULT)
 _CONTPTE = int(Cfg.CONTPTE)
 _THP_DISABLED = int(Cfg.THP_DISABLED)
+_FILE = int(VmaField.FILE)
+_FBASE = int(FileField.BASE)
+_CAPACITY = int(FileField.CAPACITY)
+_PROFILE = int(Cfg.PROFILE)
+_LINUX_6_18 = int(Profile.LINUX_6_18)
 
 VM_FAULT_FALLBACK = 1
 
@@ -66,6 +73,36 @@ def thp_vma_suitable_order(s, v, vpn):
         return False
     hvpn = vpn & ~511
     return hvpn >= start and hvpn + 512 <= start + s.vmas[v, _PAGES]
+
+
+@jit
+def _contpte_try_fold(s, v, k):
+    """``contpte_try_fold()`` after a single-PTE ``set_ptes()``: when the PTE is the last of a 16-page
+    block aligned virtually and physically, one folio covers the block and all 16 PTEs are present
+    with the same permissions, ``contpte_convert()`` folds the block: PTE_CONT plus the OR of the
+    young/dirty bits on every PTE."""
+    vpn = s.vmas[v, _START] + k
+    if (vpn & 15) != 15 or k < 15:
+        return
+    f = s.vmas[v, _FILE]
+    pg = s.vmas[v, _PGOFF] + k
+    if pg >= s.files[f, _CAPACITY]:
+        return
+    order = np.int64(s.pc_order[s.files[f, _FBASE] + pg])
+    if order < 4 or (pg & 15) != 15 or pg - 15 < (pg & ~((1 << order) - 1)):
+        return
+    b = s.vmas[v, _PTE_BASE] + k - 15
+    want = s.pte[b + 15] & (_PTE_PRESENT | _PTE_WRITE | _PTE_ANON)
+    gathered = 0
+    for j in range(16):
+        e = s.pte[b + j]
+        if (e & _PTE_PRESENT) == 0 or (e & (_PTE_ANON | _PTE_CONT)) != 0:
+            return
+        if (e & (_PTE_PRESENT | _PTE_WRITE | _PTE_ANON)) != want:
+            return
+        gathered |= e & (_PTE_YOUNG | _PTE_DIRTY)
+    for j in range(16):
+        s.pte[b + j] |= gathered | _PTE_CONT
 
 
 @jit
@@ -114,6 +151,8 @@ def set_pte_range(s, v, k0, nr, fault_k, write, anon):
                 for j in range(i, i + 16):
                     s.pte[base + j] |= _PTE_CONT
             i += 16
+    if nr == 1 and not anon and s.cfg[_CONTPTE] != 0:
+        _contpte_try_fold(s, v, k0)  # set_ptes(nr == 1) -> contpte_try_fold()
     st = s.stats
     st[Stat.PTES_INSTALLED] += nr
     st[Stat.SET_PTE_BATCHES] += 1
@@ -135,7 +174,8 @@ def do_set_pmd(s, v, vpn, cache_head, order, write):
     disabled for the VMA or the machine, the VMA not 2 MiB-suitable around ``vpn``, a folio
     that is not PMD-size, a hwpoisoned subpage, or a PMD that is no longer none.
     """
-    if s.cfg[_THP_DISABLED] != 0 or (s.vmas[v, _FLAGS] & _VM_NOHUGEPAGE):
+    # v6.11+ (2b0f922323cc): vma_thp_disabled(vma, vm_flags, forced_collapse=true) / thp_disabled_by_hw()
+    if s.cfg[_PROFILE] >= _LINUX_6_18 and (s.cfg[_THP_DISABLED] != 0 or (s.vmas[v, _FLAGS] & _VM_NOHUGEPAGE)):
         return VM_FAULT_FALLBACK
     if not thp_vma_suitable_order(s, v, vpn):
         return VM_FAULT_FALLBACK

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastfault._jit import jit
-from fastfault.fault.state import PG, FileField, Stat
+from fastfault.fault.state import PG, Cfg, FileField, Profile, Stat
 
 _CLEAR_READAHEAD = np.uint8(0xFF ^ PG.READAHEAD)
 
@@ -114,8 +114,8 @@ def page_cache_ra_order(s, f, start):
     ra_size = files[f, FileField.RA_SIZE]
     ra_async = files[f, FileField.RA_ASYNC]
     index = start
-    if files[f, FileField.MAX_ORDER] == 0:
-        files[f, FileField.RA_ORDER] = 0
+    if files[f, FileField.MAX_ORDER] == 0 or s.cfg[Cfg.PROFILE] == Profile.LINUX_5_12:
+        files[f, FileField.RA_ORDER] = 0  # no large-folio readahead before v5.18
         do_page_cache_ra(s, f, start, ra_size, ra_async)
         return
     isize = files[f, FileField.ISIZE]

@@ -265,15 +265,47 @@ def flush_tlb(t):
 
 
 @jit
+def _folio_head(s, v, k):
+    """Page-cache index of the head of the folio holding the file page VMA page ``k`` maps (-1: none)."""
+    f = s.vmas[v, VmaField.FILE]
+    pg = s.vmas[v, VmaField.PGOFF] + k
+    if pg >= s.files[f, FileField.CAPACITY]:
+        return -1
+    base = s.files[f, FileField.BASE]
+    order = np.int64(s.pc_order[base + pg])
+    if order < 0:
+        return -1
+    return base + (pg & ~((1 << order) - 1))
+
+
+@jit
 def clear_refs(s):
     """``echo 1 > /proc/PID/clear_refs``: clear the accessed bit of every PTE and huge PMD and the
     ``PG_referenced`` flag of every mapped folio."""
-    for i in range(s.pte.shape[0]):
-        s.pte[i] &= _CLEAR_YOUNG
-    for i in range(s.pmd.shape[0]):
-        s.pmd[i] &= _CLEAR_PMD_YOUNG
-    for i in range(s.pc_flags.shape[0]):
-        s.pc_flags[i] &= _CLEAR_REFERENCED
+    for v in range(s.vmas.shape[0]):
+        start = s.vmas[v, VmaField.START]
+        npages = s.vmas[v, VmaField.PAGES]
+        base = s.vmas[v, VmaField.PTE_BASE]
+        k = 0
+        while k < npages:
+            vpn = start + k
+            slot = pmd_slot(s, v, vpn)
+            end = min(npages, k + 512 - (vpn & 511))
+            if (s.pmd[slot] & PMD.KIND_MASK) == PMD.HUGE:
+                s.pmd[slot] &= _CLEAR_PMD_YOUNG
+                h = _folio_head(s, v, k)
+                if h >= 0:
+                    s.pc_flags[h] &= _CLEAR_REFERENCED
+            else:
+                for j in range(k, end):
+                    e = s.pte[base + j]
+                    if e & PTE.PRESENT:
+                        s.pte[base + j] = e & _CLEAR_YOUNG
+                        if not (e & PTE.ANON):
+                            h = _folio_head(s, v, j)
+                            if h >= 0:
+                                s.pc_flags[h] &= _CLEAR_REFERENCED
+            k = end
     s.stats[Stat.CLEAR_REFS] += 1
 
 
@@ -298,7 +330,8 @@ def smaps_vma(s, v, present):
             n = end - k
             rss += n
             pmdmapped += n
-            if pmdv & PMD.YOUNG:
+            h = _folio_head(s, v, k)
+            if (pmdv & PMD.YOUNG) or (h >= 0 and (s.pc_flags[h] & PG.REFERENCED)):
                 ref += n
             for j in range(k, end):
                 present[j] = True
@@ -308,10 +341,15 @@ def smaps_vma(s, v, present):
                 present[j] = (e & PTE.PRESENT) != 0
                 if e & PTE.PRESENT:
                     rss += 1
-                    if e & PTE.YOUNG:
-                        ref += 1
                     if e & PTE.ANON:
                         anon += 1
+                        if e & PTE.YOUNG:
+                            ref += 1
+                    else:
+                        # smaps_account(): young || folio_test_young || folio_test_referenced
+                        h = _folio_head(s, v, j)
+                        if (e & PTE.YOUNG) or (h >= 0 and (s.pc_flags[h] & PG.REFERENCED)):
+                            ref += 1
         k = end
     return rss, ref, pmdmapped, anon
 

@@ -69,6 +69,7 @@ class VmaFlag(IntEnum):
     HUGEPAGE = 32  # MADV_HUGEPAGE
     NOHUGEPAGE = 64  # MADV_NOHUGEPAGE: vma_thp_disabled()
     UFFD = 128  # VM_UFFD_WP / VM_UFFD_MINOR: uffd_disable_fault_around()
+    ANON_VMA = 256  # set by the fault path: vma->anon_vma != NULL (anon_vma_prepare() has run)
 
 
 class VmaField(IntEnum):
