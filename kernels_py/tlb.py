@@ -274,12 +274,13 @@ def tlb_access(t: RefTlb, vpn: int, size_kind: int, write: bool, ifetch: bool, p
     return r
 
 
-def tlb_add_hits(t: RefTlb, n: int, ifetch: bool) -> None:
+def tlb_add_hits(t: RefTlb, n: int, write: bool, ifetch: bool) -> None:
     if not t.enabled or n <= 0:
         return
     t.stats[TlbStat.LOOKUPS] += n
     t.stats[TlbStat.L1_HITS] += n
     t.stats[TlbStat.IFETCH_LOOKUPS] += n if ifetch else 0
+    t.stats[TlbStat.WRITE_LOOKUPS] += n if write else 0
 
 
 def _flush_where(t: RefTlb, covers) -> None:

@@ -419,7 +419,7 @@ def _apply(mod, t, ops):
         elif op == 6:
             mod.tlb_flush_all(t)
         else:
-            mod.tlb_add_hits(t, extra, ifetch)
+            mod.tlb_add_hits(t, extra, write, ifetch)
     return out
 
 

@@ -61,6 +61,25 @@ def parse_orders(text: str | None) -> dict[int, float] | None:
     return out
 
 
+def parse_layouts(items: list[str] | None) -> dict:
+    """``["/usr/lib/libc.so.6=libc.npy"]`` -> ``{"/usr/lib/libc.so.6": array}``."""
+    import numpy as np
+
+    out = {}
+    for item in items or []:
+        path, sep, npy = item.rpartition("=")
+        if not sep or not path:
+            raise InputError(f"--layout {item!r}: expected PATH=FILE.npy")
+        try:
+            arr = np.load(npy, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"--layout {npy}: cannot read a saved layout ({err})") from None
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"--layout {npy}: not a folio_size array (int, one dimension)")
+        out[path] = arr.astype(np.int64)
+    return out
+
+
 def _fmt(n: float) -> str:
     return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.3f}"
 
@@ -110,6 +129,11 @@ def run(
     thp_ratio: float = typer.Option(None, "--thp-ratio", help="Share of 2 MiB regions cached as one THP."),
     folio_orders: str = typer.Option(None, "--folio-orders", help="Folio-order mix, e.g. 0:0.7,4:0.2,9:0.1."),
     cached: float = typer.Option(1.0, "--cached", help="Fraction of each file in the page cache (1 = hot)."),
+    layout: list[str] = typer.Option(
+        None,
+        "--layout",
+        help="PATH=FILE.npy: a traced file's real folio layout, saved by `fastfault kernel layout --out` (repeatable).",
+    ),
     thp_disabled: bool = typer.Option(False, "--thp-disabled", help="No PMD mappings (THP disabled)."),
     tlb: str = Tlb,
     cost: str = Cost,
@@ -129,6 +153,8 @@ def run(
         raise typer.Exit(0)
     from fastfault.api import run as run_point
 
+    layouts = parse_layouts(layout)
+
     source = str(trace) if trace is not None else workload
     if trace is not None and not trace.exists():
         raise InputError(f"--trace {trace}: no such file")
@@ -144,6 +170,7 @@ def run(
         thp_ratio=thp_ratio,
         folio_orders=parse_orders(folio_orders),
         cached=cached,
+        layouts=layouts,
         tlb=tlb,
         cost=None if cost == "none" else cost,
         aging_interval=aging_interval,

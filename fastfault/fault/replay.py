@@ -252,7 +252,7 @@ def replay_trace(s, t, a, vpn, kind, count):
             else:
                 st[Stat.FILE_ACCESSES] += h
             if tlb_on:
-                tlb_add_hits(t, h, ifetch)
+                tlb_add_hits(t, h, write, ifetch)
             remaining -= h
             if interval > 0 and st[Stat.ACCESSES] % interval == 0:
                 aging_pass(s, t, a)

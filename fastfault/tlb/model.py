@@ -626,15 +626,17 @@ def tlb_access(t, vpn, size_kind, write, ifetch, pte_dirty):
 
 
 @jit
-def tlb_add_hits(t, n, ifetch):
+def tlb_add_hits(t, n, write, ifetch):
     """Count ``n`` more lookups that hit L1 (the repeats of a collapsed trace row, after the first
-    access left the entry most recently used). Replacement state is unchanged."""
+    access left the entry most recently used and, for a store, dirty). Replacement state is unchanged."""
     if t.ctl[_ENABLED] == 0 or n <= 0:
         return
     t.stats[_ST_LOOKUPS] += n
     t.stats[_ST_L1] += n
     if ifetch:
         t.stats[_ST_ILOOKUPS] += n
+    if write:
+        t.stats[_ST_WLOOKUPS] += n
 
 
 # --------------------------------------------------------------------------------------------
