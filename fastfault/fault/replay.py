@@ -119,8 +119,9 @@ def _set_young_pte(s, p, vpn, e, write):
 def access_file_page(s, t, v, vpn, write, ifetch):
     """One access to virtual page ``vpn`` of file VMA ``v``: TLB, then page walk, then the fault path.
 
-    A TLB hit neither walks nor touches the accessed bit (so on x86, whose ``ptep_clear_flush_young``
-    does not flush, a still-cached translation is used without the page turning young again). A walk
+    Every access is one TLB lookup. A hit neither walks nor touches the accessed bit (so on x86, whose
+    ``ptep_clear_flush_young`` does not flush, a still-cached translation is used without the page
+    turning young again). A faulting access misses, walks, faults, and walks again to fill the TLB. A walk
     that finds a valid entry sets the accessed/dirty bits -- or, without a hardware accessed flag,
     an old or clean entry raises an access-flag fault. Returns :data:`OUTCOME_ERROR` when the access
     ended in SIGBUS or SIGSEGV.
@@ -135,6 +136,7 @@ def access_file_page(s, t, v, vpn, write, ifetch):
     k = vpn - s.vmas[v, VmaField.START]
     slot = pmd_slot(s, v, vpn)
     pmdv = s.pmd[slot]
+    present = True
     if (pmdv & PMD.KIND_MASK) == PMD.HUGE:
         if tlb_on and tlb_lookup(t, vpn, PageKind.PMD_2M, write, ifetch) != TlbLookup.MISS:
             return OUTCOME_OK
@@ -151,7 +153,8 @@ def access_file_page(s, t, v, vpn, write, ifetch):
     else:
         p = s.vmas[v, VmaField.PTE_BASE] + k
         e = s.pte[p]
-        if e & PTE.PRESENT:
+        present = (e & PTE.PRESENT) != 0
+        if present:
             if tlb_on:
                 kind = mapping_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
                 if tlb_lookup(t, vpn, kind, write, ifetch) != TlbLookup.MISS:
@@ -166,6 +169,12 @@ def access_file_page(s, t, v, vpn, write, ifetch):
                 if tlb_on:
                     _walk_fill(s, t, v, vpn, ifetch)
                 return OUTCOME_OK
+    if tlb_on:
+        # The access missed (nothing cached for an unmapped page; a cached entry that did not allow it
+        # was refused above) and its walk found no usable entry: count the lookup and the walk.
+        if not present:
+            tlb_lookup(t, vpn, PageKind.PTE_4K, write, ifetch)
+        tlb_walk(t, vpn, PageKind.PTE_4K)
     ret = handle_mm_fault(s, v, k, vpn, write)
     if s.vmf[VMF_FLUSH_PAGES] != 0:
         if tlb_on:
