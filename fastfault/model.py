@@ -296,21 +296,10 @@ def folio_sizes_from_orders(npages: int, order_weights: dict[int, float], rng: n
     if (weights < 0).any() or weights.sum() <= 0:
         raise InputError("folio order weights must be non-negative and not all zero")
     out = np.empty(npages, dtype=np.int64)
-    draws = rng.random(npages // 1 + 1)
-    i = 0
-    d = 0
-    while i < npages:
-        ok = ((i & ((1 << orders) - 1)) == 0) & (i + (1 << orders) <= npages)
-        w = np.where(ok, weights, 0.0)
-        if w.sum() == 0:
-            order = 0
-        else:
-            cdf = np.cumsum(w) / w.sum()
-            order = int(orders[min(int(np.searchsorted(cdf, draws[d], side="right")), orders.size - 1)])
-        d += 1
-        n = 1 << order
-        out[i : i + n] = n
-        i += n
+    draws = rng.random(npages + 1)
+    from fastfault.fault.layout import fill_folio_sizes
+
+    fill_folio_sizes(draws, orders, weights, out)
     return out
 
 
