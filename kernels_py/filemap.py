@@ -426,9 +426,7 @@ def _map_pages_v512(s: SimState, vmf: Vmf, start_pgoff: int, end_pgoff: int, fau
     return ret
 
 
-def filemap_map_pages(
-    s: SimState, v: int, start_pgoff: int, end_pgoff: int, fault_k: int, fault_vpn: int
-) -> int:
+def filemap_map_pages(s: SimState, v: int, start_pgoff: int, end_pgoff: int, fault_k: int, fault_vpn: int) -> int:
     """Fault-around's ``->map_pages``: map the cached, uptodate pages of ``[start_pgoff, end_pgoff]``.
 
     Parameters

@@ -348,9 +348,7 @@ def __do_fault(s: SimState, v: int, vpn: int, pgoff: int, tried: bool) -> int:
     return ret
 
 
-def do_read_fault(
-    s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False
-) -> int:
+def do_read_fault(s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False) -> int:
     """Read fault on a missing PTE: fault-around first, then ``->fault`` and ``finish_fault``.
 
     Notes
@@ -400,9 +398,7 @@ def _anon_vma_prepare(s: SimState, v: int) -> None:
     s.vmas[v, VmaField.FLAGS] |= VM_ANON_VMA_PREPARED
 
 
-def do_cow_fault(
-    s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False
-) -> int:
+def do_cow_fault(s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False) -> int:
     """Write fault on a missing PTE of a private mapping: copy the page into a new anon page.
 
     Notes
@@ -442,9 +438,7 @@ def _folio_mark_dirty(s: SimState, f: int, pgoff: int) -> None:
         s.pc_flags[int(s.files[f, FileField.BASE]) + entry[0]] |= PG.DIRTY
 
 
-def do_shared_fault(
-    s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False
-) -> int:
+def do_shared_fault(s: SimState, v: int, k: int, vpn: int, pgoff: int, tried: bool, vma_lock: bool = False) -> int:
     """Write fault on a missing PTE of a shared mapping: ``page_mkwrite``, then map it writable.
 
     Notes

@@ -301,11 +301,7 @@ def contpte_try_fold(s: SimState, vma: Vma, k: int) -> None:
     block = [int(x) for x in s.pte[p0 : p0 + CONT_PTES]]
     want = block[-1] & (PTE.PRESENT | PTE.WRITE | PTE.ANON)
     for e in block:
-        if (
-            not (e & PTE.PRESENT)
-            or e & (PTE.ANON | PTE.CONT)
-            or (e & (PTE.PRESENT | PTE.WRITE | PTE.ANON)) != want
-        ):
+        if not (e & PTE.PRESENT) or e & (PTE.ANON | PTE.CONT) or (e & (PTE.PRESENT | PTE.WRITE | PTE.ANON)) != want:
             return
     gathered = 0
     for e in block:

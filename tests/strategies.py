@@ -95,9 +95,7 @@ def file_specs(draw, max_pages: int = 3000) -> tuple[FileSpec, list[int], list[i
     pick = np.random.default_rng(knobs >> 32)
     straddle = bool(pick.integers(2))
     p_uncached = float(pick.choice([0.0, 0.0, 0.1, 0.3, 0.7, 1.0]))
-    p_locked, p_ra, p_ws, p_shadow, p_ref = (
-        float(x) for x in pick.choice([0.0, 0.0, 0.05, 0.2, 0.5], size=5)
-    )
+    p_locked, p_ra, p_ws, p_shadow, p_ref = (float(x) for x in pick.choice([0.0, 0.0, 0.05, 0.2, 0.5], size=5))
     p_nu = float(pick.choice([0.0, 0.0, 0.0, 0.05, 0.2]))
     ra_pages = int(pick.choice([0, 32, 32]))
     max_folio_order = int(pick.choice([0, 9, 9]))

@@ -53,10 +53,7 @@ def compare_states(s_jit: SimState, s_ref: SimState, where: str = "") -> list[st
         r_jit = tuple(int(x) for x in jit.smaps_vma(s_jit, v, p_jit))
         r_ref = tuple(int(x) for x in ref.smaps_vma(s_ref, v, p_ref))
         if r_jit != r_ref or not np.array_equal(p_jit, p_ref):
-            out.append(
-                f"{where}smaps_vma(v={v}) (Rss, Referenced, FilePmdMapped, Anonymous): "
-                f"jit={r_jit} ref={r_ref}"
-            )
+            out.append(f"{where}smaps_vma(v={v}) (Rss, Referenced, FilePmdMapped, Anonymous): jit={r_jit} ref={r_ref}")
     return out
 
 
