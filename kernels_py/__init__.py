@@ -11,12 +11,17 @@ independently from the kernel source, readable side by side with it:
   (``mm/filemap.c``);
 - :mod:`kernels_py.memory` -- ``handle_mm_fault`` down to ``finish_fault`` (``mm/memory.c``), with the
   arch handler's per-VMA-lock / mmap_lock retry loop;
-- :mod:`kernels_py.replay` -- the trace loop, ``clear_refs`` and ``smaps`` (``fs/proc/task_mmu.c``).
+- :mod:`kernels_py.replay` -- the trace loop with TLB lookups, walks, fills and flushes and the aging
+  passes, ``clear_refs`` and ``smaps`` (``fs/proc/task_mmu.c``);
+- :mod:`kernels_py.tlb` -- the TLB hierarchy (:mod:`fastfault.tlb.model`);
+- :mod:`kernels_py.reclaim` -- reclaim aging (:mod:`fastfault.reclaim`): ``folio_referenced``,
+  ``folio_check_references``, MGLRU look-around.
 
 The main path is Linux 6.18.5; the v6.6 and v5.12 profiles are branches inside each function. No
-numba: the only :mod:`fastfault` import is :mod:`fastfault.fault.state`.
+numba: the :mod:`fastfault` imports are the numba-free code modules (:mod:`fastfault.fault.state`,
+:mod:`fastfault.tlb.presets`, :mod:`fastfault.reclaim_codes`).
 """
 
-from kernels_py import filemap, memory, pgtable, readahead, replay
+from kernels_py import filemap, memory, pgtable, readahead, reclaim, replay, tlb
 
-__all__ = ["filemap", "memory", "pgtable", "readahead", "replay"]
+__all__ = ["filemap", "memory", "pgtable", "readahead", "reclaim", "replay", "tlb"]

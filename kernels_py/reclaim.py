@@ -1,7 +1,7 @@
 """Plain-Python mirror of :func:`fastfault.reclaim.age_pass` (the test oracle; no numba).
 
 Operates on the same :class:`~fastfault.fault.state.SimState` and
-:class:`~fastfault.reclaim.AgeState` arrays, written from the kernel description
+:class:`~fastfault.reclaim_codes.AgeState` arrays, written from the kernel description
 (``folio_referenced`` -> ``folio_check_references``; ``lru_gen_look_around``) with Python
 sets, generators and dicts instead of the kernel's index arithmetic. Tests run both on copies
 of one state and compare every array exactly.
@@ -9,8 +9,10 @@ of one state and compare every array exactly.
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastfault.fault.state import PG, PMD, PTE, FileField, Stat, VmaField, VmaFlag
-from fastfault.reclaim import AgeCfg, AgePolicy, AgeStat, Decision
+from fastfault.reclaim_codes import AgeCfg, AgePolicy, AgeStat, Decision
 
 _COUNTER = {
     Decision.KEEP: AgeStat.KEEP,
@@ -35,11 +37,18 @@ class _Pass:
         self.unmapped: list[int] = []
         self.promoted: set[int] = set()
         self.decided: set[int] = set()
+        # The VMA table does not change during a pass: read each row once.
+        names = [f.name for f in VmaField if f is not VmaField.NFIELDS]
+        self.vmas = [dict(zip(names, row[: len(names)], strict=True)) for row in s.vmas.tolist()]
 
     # -- helpers ---------------------------------------------------------------------------------
     def vma(self, v: int) -> dict:
-        row = self.s.vmas[v]
-        return {f.name: int(row[f]) for f in VmaField if f is not VmaField.NFIELDS}
+        return self.vmas[v]
+
+    def maps(self, v: int, head: int, n: int) -> bool:
+        """VMA ``v`` maps some of the file pages ``[head, head + n)``."""
+        vm = self.vmas[v]
+        return max(head, vm["PGOFF"]) < min(head + n, vm["PGOFF"] + vm["PAGES"])
 
     def pmd_slot(self, vm: dict, vpn: int) -> int:
         return vm["PMD_BASE"] + (vpn >> 9) - (vm["START"] >> 9)
@@ -129,22 +138,22 @@ class _Pass:
 
     # -- the pass --------------------------------------------------------------------------------
     def census(self) -> None:
+        """Page tables at the start of the pass: file PTEs by young / UNTOUCHED (whole-array
+        counts), ``seen_old`` for the next pass, huge PMDs."""
         s, a, last = self.s, self.a, self.last
-        for p, e in enumerate(s.pte.tolist()):
-            if not _is_file_pte(e):
-                a.seen_old[p] = 0
-                continue
-            young, untouched = bool(e & PTE.YOUNG), bool(e & PTE.UNTOUCHED)
-            last[AgeStat.MAPPED_PTES] += 1
-            last[AgeStat.YOUNG_PTES] += young
-            last[AgeStat.FALSE_YOUNG] += young and untouched
-            last[AgeStat.OLD_UNTOUCHED] += untouched and not young
-            last[AgeStat.PREFAULT_OLD_LATER_ACCESSED] += bool(a.seen_old[p]) and not untouched
-            a.seen_old[p] = int(untouched and not young)
-        for e in s.pmd.tolist():
-            if e & PMD.KIND_MASK == PMD.HUGE:
-                last[AgeStat.HUGE_PMDS] += 1
-                last[AgeStat.YOUNG_PMDS] += bool(e & PMD.YOUNG)
+        pte = s.pte
+        file = ((pte & PTE.PRESENT) != 0) & ((pte & PTE.ANON) == 0)
+        young = file & ((pte & PTE.YOUNG) != 0)
+        untouched = file & ((pte & PTE.UNTOUCHED) != 0)
+        last[AgeStat.MAPPED_PTES] += int(file.sum())
+        last[AgeStat.YOUNG_PTES] += int(young.sum())
+        last[AgeStat.FALSE_YOUNG] += int((young & untouched).sum())
+        last[AgeStat.OLD_UNTOUCHED] += int((untouched & ~young).sum())
+        last[AgeStat.PREFAULT_OLD_LATER_ACCESSED] += int((file & (a.seen_old != 0) & ~untouched).sum())
+        a.seen_old[:] = untouched & ~young
+        huge = (s.pmd & PMD.KIND_MASK) == PMD.HUGE
+        last[AgeStat.HUGE_PMDS] += int(huge.sum())
+        last[AgeStat.YOUNG_PMDS] += int((huge & ((s.pmd & PMD.YOUNG) != 0)).sum())
 
     def folio(self, vmas: list[int], fbase: int, head: int, n: int, cap: int) -> None:
         s, last = self.s, self.last
@@ -155,6 +164,8 @@ class _Pass:
         untouched = used = 0
         dirty = False
         for v in vmas:
+            if not self.maps(v, head, n):
+                continue
             flags = self.vma(v)["FLAGS"]
             recency = not flags & (VmaFlag.SEQ_READ | VmaFlag.RAND_READ) and not promoted
             young_here = False
@@ -249,6 +260,23 @@ class _Pass:
         last[AgeStat.EVICTED_FOLIOS] += 1
         last[AgeStat.EVICTED_PAGES] += n
 
+    def mapped_pages(self, vmas: list[int]) -> list[int]:
+        """File indices mapped by a file PTE or a huge PMD of one of ``vmas``, in order: the pages of
+        the folios the pass examines (a folio none of whose pages is mapped is not looked at)."""
+        s = self.s
+        pages: set[int] = set()
+        for v in vmas:
+            vm = self.vma(v)
+            ptes = s.pte[vm["PTE_BASE"] : vm["PTE_BASE"] + vm["PAGES"]]
+            ks = np.flatnonzero(((ptes & PTE.PRESENT) != 0) & ((ptes & PTE.ANON) == 0))
+            pages.update((ks + vm["PGOFF"]).tolist())
+            for vpn in range(vm["START"] - vm["START"] % 512, vm["START"] + vm["PAGES"], 512):
+                if int(s.pmd[self.pmd_slot(vm, vpn)]) & PMD.KIND_MASK == PMD.HUGE:
+                    k0 = max(vpn, vm["START"]) - vm["START"]
+                    k1 = min(vpn + 512, vm["START"] + vm["PAGES"]) - vm["START"]
+                    pages.update(range(vm["PGOFF"] + k0, vm["PGOFF"] + k1))
+        return sorted(pages)
+
     def run(self) -> int:
         s, a = self.s, self.a
         a.decision[:] = -1
@@ -262,13 +290,12 @@ class _Pass:
             fbase = int(s.files[f, FileField.BASE])
             cap = int(s.files[f, FileField.CAPACITY])
             idx = 0
-            while idx < cap:
-                order = int(s.pc_order[fbase + idx])
+            for pg in self.mapped_pages(vmas):
+                order = int(s.pc_order[fbase + pg]) if idx <= pg < cap else -1
                 if order < 0:
-                    idx += 1
                     continue
                 n = 1 << order
-                head = idx - idx % n
+                head = pg - pg % n
                 self.folio(vmas, fbase, head, n, cap)
                 idx = head + n
         for h in self.promoted:

@@ -2,19 +2,26 @@
 
 Same functions, same semantics, different data structures: each set is a list of way slots
 ``[size, key, dirty]`` (or ``None``), LRU order is an explicit recency list per set, and tree
-pseudo-LRU is a recursive walk over way ranges. :meth:`RefTlb.tags` and :meth:`RefTlb.flags`
-export the contents in the layout of ``TlbState.tags`` / ``TlbState.flags`` so tests can compare
-them element by element.
+pseudo-LRU is a recursive walk over way ranges. :meth:`RefTlb.tags`, :meth:`RefTlb.flags`,
+:meth:`RefTlb.plru_bits` and :meth:`RefTlb.lru_order` export the contents and replacement state in
+the layout of ``TlbState`` so tests can compare them element by element; :func:`from_state` goes
+the other way (a ``RefTlb`` holding what a jitted ``TlbState`` holds).
 """
 
 from __future__ import annotations
 
+from fastfault.fault.state import PMD, PTE, FileField, VmaField
 from fastfault.tlb.presets import (
+    ENTRY_DIRTY,
     KIND_SIZE,
     SIZE_NAMES,
     SIZE_SHIFT,
+    ArrayField,
     PageKind,
+    PwcSpec,
     TlbArray,
+    TlbCtl,
+    TlbLevel,
     TlbSpec,
     TlbStat,
 )
@@ -29,6 +36,8 @@ _LEAF_LEVEL = {
 }
 _PWC_HIT = {4: TlbStat.PWC_HITS_PML4E, 3: TlbStat.PWC_HITS_PDPTE, 2: TlbStat.PWC_HITS_PDE}
 _LEVEL_REFS = {4: TlbStat.WALK_REFS_PML4, 3: TlbStat.WALK_REFS_PDPT, 2: TlbStat.WALK_REFS_PD, 1: TlbStat.WALK_REFS_PT}
+#: Walk-cache level (4 PML4E, 3 PDPTE, 2 PDE) of the ``TlbLevel`` codes of the geometry table.
+_PWC_LEVEL = {TlbLevel.PWC_PML4E: 4, TlbLevel.PWC_PDPTE: 3, TlbLevel.PWC_PDE: 2}
 
 
 class RefArray:
@@ -114,6 +123,12 @@ class RefArray:
         shift = 9 * (self.cached_level - 1) if self.cached_level else SIZE_SHIFT[slot[0]]
         return slot[1] << shift, (slot[1] + 1) << shift
 
+    def keys_covering(self, vpn: int) -> list[tuple[int, int]]:
+        """``(size, key)`` of every entry this array could hold that covers ``vpn``."""
+        if self.cached_level:
+            return [(0, vpn >> (9 * (self.cached_level - 1)))]
+        return [(size, vpn >> SIZE_SHIFT[size]) for size in self.sizes]
+
 
 class RefTlb:
     """A TLB hierarchy (mirror of ``TlbState``)."""
@@ -129,6 +144,7 @@ class RefTlb:
             if arr is not None:
                 self.pwc[lvl] = RefArray(arr, cached_level=lvl)
         self.stats = {m: 0 for m in TlbStat if m is not TlbStat.NFIELDS}
+        self._routes: dict[tuple[int, int], tuple[RefArray, int] | None] = {}
 
     def arrays(self) -> list[RefArray]:
         """Every array in the order of ``TlbState.geom`` rows."""
@@ -138,15 +154,18 @@ class RefTlb:
 
     def route(self, level: int, kind: int) -> tuple[RefArray, int] | None:
         """The array and entry size a page of ``kind`` uses at ``level``: the largest held size
-        not larger than the page."""
-        natural = SIZE_SHIFT[KIND_SIZE[kind]]
-        best = None
-        for arr in self.levels[level]:
-            for size in arr.sizes:
-                if SIZE_SHIFT[size] <= natural and (best is None or SIZE_SHIFT[size] > SIZE_SHIFT[best[1]]):
-                    best = (arr, size)
-        return best
+        not larger than the page (the first array listed on ties)."""
+        if (level, kind) not in self._routes:
+            natural = SIZE_SHIFT[KIND_SIZE[kind]]
+            best = None
+            for arr in self.levels[level]:
+                for size in arr.sizes:
+                    if SIZE_SHIFT[size] <= natural and (best is None or SIZE_SHIFT[size] > SIZE_SHIFT[best[1]]):
+                        best = (arr, size)
+            self._routes[(level, kind)] = best
+        return self._routes[(level, kind)]
 
+    # -- export in the jitted layout ---------------------------------------------------------
     def tags(self) -> list[int]:
         out = []
         for arr in self.arrays():
@@ -166,14 +185,70 @@ class RefTlb:
     def stat_vector(self) -> list[int]:
         return [self.stats[m] for m in sorted(self.stats)]
 
+    def plru_bits(self) -> list[int]:
+        """Tree-PLRU node bits of every PLRU array, set by set (``TlbState.plru``)."""
+        return [bit for arr in self.arrays() if not arr.lru for row in arr.tree for bit in row]
+
+    def lru_order(self) -> list[list[int]]:
+        """Per set of every LRU array: the valid ways, least recently used first."""
+        return [list(arr.recency[s]) for arr in self.arrays() if arr.lru for s in range(arr.sets)]
+
 
 def build_tlb(spec: TlbSpec) -> RefTlb:
     """An empty hierarchy."""
     return RefTlb(spec)
 
 
-def tlb_lookup(t: RefTlb, vpn: int, size_kind: int, write: bool, ifetch: bool) -> int:
-    """0 L1 hit, 1 L2 hit (L1 refilled), 2 miss; a write to a clean entry is a miss."""
+def from_state(t) -> RefTlb:
+    """A :class:`RefTlb` holding what the jitted ``TlbState`` ``t`` holds.
+
+    The geometry comes from ``t.geom`` (one array per row, in order), the entries from
+    ``t.tags``/``t.flags``, the LRU order from ``t.stamp``, the tree bits from ``t.plru`` and
+    the counters from ``t.stats``. A disabled state (the ``none`` preset) gives a disabled mirror.
+    """
+    g = [[int(x) for x in row] for row in t.geom]
+    levels: list[list[TlbArray]] = [[], [], [], []]
+    pwc: dict[int, TlbArray] = {}
+    for row in g:
+        sizes = tuple(name for i, name in enumerate(SIZE_NAMES) if row[ArrayField.SIZE_MASK] >> i & 1)
+        policy = "lru" if row[ArrayField.POLICY] == 0 else "plru"
+        arr = TlbArray(row[ArrayField.SETS] * row[ArrayField.WAYS], row[ArrayField.WAYS], sizes, policy)
+        if row[ArrayField.LEVEL] >= TlbLevel.PWC_PML4E:
+            pwc[_PWC_LEVEL[TlbLevel(row[ArrayField.LEVEL])]] = arr
+        else:
+            levels[row[ArrayField.LEVEL]].append(arr)
+    if int(t.ctl[TlbCtl.ENABLED]) == 0:
+        levels = [[], [], [], []]
+    spec = TlbSpec("from_state", *(tuple(x) for x in levels), pwc=PwcSpec(pwc.get(4), pwc.get(3), pwc.get(2)))
+    r = RefTlb(spec)
+    if not r.enabled:
+        return r
+    tags = [int(x) for x in t.tags]
+    flags = [int(x) for x in t.flags]
+    stamp = [int(x) for x in t.stamp]
+    plru = [int(x) for x in t.plru]
+    for arr, row in zip(r.arrays(), g, strict=True):
+        base = row[ArrayField.ENTRY_BASE]
+        for s in range(arr.sets):
+            for w in range(arr.ways):
+                tag = tags[base + s * arr.ways + w]
+                if tag >= 0:
+                    size, key = (0, tag) if arr.cached_level else (tag & 7, tag >> 3)
+                    arr.slots[s][w] = [size, key, bool(flags[base + s * arr.ways + w] & ENTRY_DIRTY)]
+            if arr.lru:
+                valid = [w for w in range(arr.ways) if arr.slots[s][w] is not None]
+                arr.recency[s] = sorted(valid, key=lambda w, s=s: (stamp[base + s * arr.ways + w], w))
+            else:
+                pb = row[ArrayField.PLRU_BASE] + s * arr.leaves
+                arr.tree[s] = plru[pb : pb + arr.leaves]
+    for m in r.stats:
+        r.stats[m] = int(t.stats[m])
+    return r
+
+
+def _lookup(t: RefTlb, vpn: int, kinds: tuple[int, ...], write: bool, ifetch: bool) -> int:
+    """One lookup, L1 then L2; at each level the entries the page may be cached as, in the order of
+    ``kinds``. An L2 hit refills L1 with an entry of the kind found."""
     if not t.enabled:
         return L1_HIT
     st = t.stats
@@ -187,33 +262,52 @@ def tlb_lookup(t: RefTlb, vpn: int, size_kind: int, write: bool, ifetch: bool) -
         st[TlbStat.DIRTY_MISSES] += dirty_miss
         return MISS
 
-    r1 = t.route(1 if ifetch else 0, size_kind)
-    if r1 is not None:
-        arr, size = r1
-        hit = arr.find(size, vpn >> SIZE_SHIFT[size])
-        if hit is not None:
-            s, w = hit
-            if write and not arr.slots[s][w][2]:
-                return miss(True)
-            arr.touch(s, w)
-            st[TlbStat.L1_HITS] += 1
-            return L1_HIT
-    r2 = t.route(3 if ifetch else 2, size_kind)
-    if r2 is not None:
-        arr2, size2 = r2
-        hit = arr2.find(size2, vpn >> SIZE_SHIFT[size2])
-        if hit is not None:
-            s, w = hit
-            dirty = arr2.slots[s][w][2]
-            if write and not dirty:
-                return miss(True)
-            arr2.touch(s, w)
-            st[TlbStat.L2_HITS] += 1
-            if r1 is not None:
-                arr, size = r1
-                st[TlbStat.L1_EVICTIONS] += arr.insert(size, vpn >> SIZE_SHIFT[size], dirty)
-            return L2_HIT
+    def probe(level: int):
+        for kind in kinds:
+            r = t.route(level, kind)
+            if r is not None:
+                arr, size = r
+                hit = arr.find(size, vpn >> SIZE_SHIFT[size])
+                if hit is not None:
+                    return kind, arr, hit
+        return None
+
+    found = probe(1 if ifetch else 0)
+    if found is not None:
+        _, arr, (s, w) = found
+        if write and not arr.slots[s][w][2]:
+            return miss(True)
+        arr.touch(s, w)
+        st[TlbStat.L1_HITS] += 1
+        return L1_HIT
+    found = probe(3 if ifetch else 2)
+    if found is not None:
+        kind, arr2, (s, w) = found
+        dirty = arr2.slots[s][w][2]
+        if write and not dirty:
+            return miss(True)
+        arr2.touch(s, w)
+        st[TlbStat.L2_HITS] += 1
+        r1 = t.route(1 if ifetch else 0, kind)
+        if r1 is not None:
+            arr, size = r1
+            st[TlbStat.L1_EVICTIONS] += arr.insert(size, vpn >> SIZE_SHIFT[size], dirty)
+        return L2_HIT
     return miss(False)
+
+
+def tlb_lookup(t: RefTlb, vpn: int, size_kind: int, write: bool, ifetch: bool) -> int:
+    """0 L1 hit, 1 L2 hit (L1 refilled), 2 miss; a write to a clean entry is a miss."""
+    return _lookup(t, vpn, (size_kind,), write, ifetch)
+
+
+def tlb_lookup_coalesced(t: RefTlb, vpn: int, write: bool, ifetch: bool) -> int:
+    """Lookup of a page of a group Zen 4 may hold as one coalesced 16K entry or as its own 4K entry
+    (whichever the fill that cached it made): each level is probed for the 16K entry, then the 4K one.
+
+    Not in :mod:`fastfault.tlb.model` yet: the fix proposed in finding T5 of ``/tmp/full_findings.md``.
+    """
+    return _lookup(t, vpn, (PageKind.COALESCED_16K, PageKind.PTE_4K), write, ifetch)
 
 
 def tlb_fill(t: RefTlb, vpn: int, size_kind: int, dirty: bool, ifetch: bool) -> None:
@@ -275,6 +369,7 @@ def tlb_access(t: RefTlb, vpn: int, size_kind: int, write: bool, ifetch: bool, p
 
 
 def tlb_add_hits(t: RefTlb, n: int, write: bool, ifetch: bool) -> None:
+    """``n`` more L1 hits (the repeats of a collapsed row); replacement state unchanged."""
     if not t.enabled or n <= 0:
         return
     t.stats[TlbStat.LOOKUPS] += n
@@ -293,10 +388,15 @@ def _flush_where(t: RefTlb, covers) -> None:
 
 
 def tlb_flush_page(t: RefTlb, vpn: int) -> None:
+    """Every entry covering ``vpn``, of every size, walk-cache entries on its path included."""
     if not t.enabled:
         return
     t.stats[TlbStat.FLUSH_PAGE] += 1
-    _flush_where(t, lambda lo, hi: lo <= vpn < hi)
+    for arr in t.arrays():
+        for size, key in arr.keys_covering(vpn):
+            hit = arr.find(size, key)
+            if hit is not None and arr.invalidate(*hit):
+                t.stats[TlbStat.FLUSHED_ENTRIES] += 1
 
 
 def tlb_flush_range(t: RefTlb, vpn: int, npages: int) -> None:
@@ -324,28 +424,48 @@ def run_tlb(t: RefTlb, vpn, kind=None, write=None, ifetch=None) -> list[int]:
     return [tlb_access(t, int(vpn[i]), int(kind[i]), bool(write[i]), bool(ifetch[i]), False) for i in range(n)]
 
 
-def mapping_kind(s, v: int, vpn: int, coalesce: int) -> int:
-    """Mirror of :func:`fastfault.tlb.model.mapping_kind` (0 none, 1 AMD 16K, 2 arm64 contpte)."""
-    from fastfault.fault.state import PMD, PTE, FileField, VmaField
-
-    vm = {f: int(s.vmas[v, f]) for f in VmaField if f is not VmaField.NFIELDS}
-    slot = vm[VmaField.PMD_BASE] + vpn // 512 - vm[VmaField.START] // 512
+def _kind(s, v: int, vpn: int, coalesce: int, need_young: bool) -> int:
+    vpn = int(vpn)
+    start = int(s.vmas[v, VmaField.START])
+    slot = int(s.vmas[v, VmaField.PMD_BASE]) + vpn // 512 - start // 512
     if int(s.pmd[slot]) & PMD.KIND_MASK == PMD.HUGE:
         return PageKind.PMD_2M
-    k = vpn - vm[VmaField.START]
-    ptes = [int(x) for x in s.pte[vm[VmaField.PTE_BASE] : vm[VmaField.PTE_BASE] + vm[VmaField.PAGES]]]
+    k = vpn - start
+    base = int(s.vmas[v, VmaField.PTE_BASE])
     if coalesce == 2:
-        return PageKind.CONT_64K if ptes[k] & PTE.CONT else PageKind.PTE_4K
+        return PageKind.CONT_64K if int(s.pte[base + k]) & PTE.CONT else PageKind.PTE_4K
     if coalesce != 1:
         return PageKind.PTE_4K
-    group = range(k - vpn % 4, k - vpn % 4 + 4)
-    if group.start < 0 or group.stop > len(ptes):
+    first = k - vpn % 4
+    if first < 0 or first + 4 > int(s.vmas[v, VmaField.PAGES]):
         return PageKind.PTE_4K
-    pgoffs = [vm[VmaField.PGOFF] + i for i in group]
-    fbase = int(s.files[vm[VmaField.FILE], FileField.BASE])
-    orders = {int(s.pc_order[fbase + p]) for p in pgoffs}
-    same_folio = pgoffs[0] % 4 == 0 and min(orders) >= 2
-    # A cached translation implies its accessed bit is set, so only all-young groups coalesce.
-    ok = all(ptes[i] & PTE.PRESENT and ptes[i] & PTE.YOUNG and not ptes[i] & PTE.ANON for i in group)
-    same_perm = len({ptes[i] & PTE.WRITE for i in group}) == 1
-    return PageKind.COALESCED_16K if same_folio and ok and same_perm else PageKind.PTE_4K
+    group = [int(x) for x in s.pte[base + first : base + first + 4]]
+    if not all(e & PTE.PRESENT and not e & PTE.ANON and (e & PTE.YOUNG or not need_young) for e in group):
+        return PageKind.PTE_4K
+    if len({e & PTE.WRITE for e in group}) != 1:
+        return PageKind.PTE_4K
+    pgoff = int(s.vmas[v, VmaField.PGOFF]) + first
+    head = int(s.files[int(s.vmas[v, VmaField.FILE]), FileField.BASE]) + pgoff
+    if pgoff % 4 or int(s.pc_order[head]) < 2:
+        return PageKind.PTE_4K
+    return PageKind.COALESCED_16K
+
+
+def mapping_kind(s, v: int, vpn: int, coalesce: int) -> int:
+    """Mirror of :func:`fastfault.tlb.model.mapping_kind` (``coalesce``: 0 none, 1 AMD 16K, 2 arm64 contpte):
+    the kind of the entry a walk fills.
+
+    A huge PMD is a 2M page. On arm64 a PTE with the contiguous bit is one 64K entry. On Zen 4 the
+    4-aligned group of PTEs holding ``vpn`` is one 16K entry when the four map four consecutive
+    pages of one naturally aligned page-cache folio (file index 4-aligned, folio order >= 2: the
+    physical pages are contiguous and 16K-aligned), are present, young (a cached translation
+    implies its accessed bit is set), not anonymous COW copies, and agree on write permission.
+    """
+    return _kind(s, v, vpn, coalesce, need_young=True)
+
+
+def lookup_kind(s, v: int, vpn: int, coalesce: int) -> int:
+    """The kind a lookup considers: :func:`mapping_kind` except that a Zen 4 group qualifies whatever
+    its accessed bits -- clearing them does not flush on x86, so a 16K entry filled while the group
+    was young stays usable (use :func:`tlb_lookup_coalesced` for it; finding T5)."""
+    return _kind(s, v, vpn, coalesce, need_young=False)

@@ -47,8 +47,6 @@ VM_FAULT_SIGBUS = 8
 
 VMF_PREALLOC = 0  # s.vmf[VMF_PREALLOC]: a pre-allocated PTE table is pending
 VMF_MMAP_MISS = 1  # s.vmf[VMF_MMAP_MISS]: filemap_map_pages' local mmap_miss count
-VMF_FLUSH_VPN = 2  # s.vmf[VMF_FLUSH_VPN], s.vmf[VMF_FLUSH_PAGES]: a TLB flush the fault requests
-VMF_FLUSH_PAGES = 3  # (flush_tlb_page / flush_tlb_range after changing a present entry)
 
 _CLEAR_LOCKED = np.uint8(0xFF ^ PG.LOCKED)
 

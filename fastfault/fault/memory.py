@@ -28,13 +28,11 @@ from fastfault.fault.filemap import (
     VM_FAULT_NOPAGE,
     VM_FAULT_RETRY,
     VM_FAULT_SIGBUS,
-    VMF_FLUSH_PAGES,
-    VMF_FLUSH_VPN,
     VMF_PREALLOC,
     filemap_fault,
     filemap_map_pages,
 )
-from fastfault.fault.pgtable import VM_FAULT_FALLBACK, do_set_pmd, pmd_slot, set_pte_range
+from fastfault.fault.pgtable import VM_FAULT_FALLBACK, do_set_pmd, pmd_slot, request_flush, set_pte_range
 from fastfault.fault.state import (
     PG,
     PMD,
@@ -204,20 +202,6 @@ def do_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
         s.vmf[VMF_PREALLOC] = 0
         s.stats[Stat.PREALLOC_PTE_FREED] += 1
     return ret
-
-
-@jit
-def request_flush(s, vpn, npages):
-    """Ask the replay loop to flush the TLB for ``[vpn, vpn + npages)`` after this fault
-    (``flush_tlb_page``/``flush_tlb_range``: a present entry changed)."""
-    if s.vmf[VMF_FLUSH_PAGES] == 0:
-        s.vmf[VMF_FLUSH_VPN] = vpn
-        s.vmf[VMF_FLUSH_PAGES] = npages
-    else:
-        lo = min(s.vmf[VMF_FLUSH_VPN], vpn)
-        hi = max(s.vmf[VMF_FLUSH_VPN] + s.vmf[VMF_FLUSH_PAGES], vpn + npages)
-        s.vmf[VMF_FLUSH_VPN] = lo
-        s.vmf[VMF_FLUSH_PAGES] = hi - lo
 
 
 @jit

@@ -50,6 +50,8 @@ _FILE = int(VmaField.FILE)
 _FBASE = int(FileField.BASE)
 _CAPACITY = int(FileField.CAPACITY)
 _PROFILE = int(Cfg.PROFILE)
+VMF_FLUSH_VPN = 2  # s.vmf[VMF_FLUSH_VPN], s.vmf[VMF_FLUSH_PAGES]: a TLB flush the fault requests
+VMF_FLUSH_PAGES = 3  # (flush_tlb_page / flush_tlb_range after changing a present entry)
 _LINUX_6_18 = int(Profile.LINUX_6_18)
 
 VM_FAULT_FALLBACK = 1
@@ -73,6 +75,21 @@ def thp_vma_suitable_order(s, v, vpn):
         return False
     hvpn = vpn & ~511
     return hvpn >= start and hvpn + 512 <= start + s.vmas[v, _PAGES]
+
+
+@jit
+def request_flush(s, vpn, npages):
+    """Ask the replay loop to flush the TLB for ``[vpn, vpn + npages)`` after this fault
+    (``flush_tlb_page``/``flush_tlb_range``: a present entry changed). Several requests of one fault
+    merge into one range covering them all."""
+    if s.vmf[VMF_FLUSH_PAGES] == 0:
+        s.vmf[VMF_FLUSH_VPN] = vpn
+        s.vmf[VMF_FLUSH_PAGES] = npages
+    else:
+        lo = min(s.vmf[VMF_FLUSH_VPN], vpn)
+        hi = max(s.vmf[VMF_FLUSH_VPN] + s.vmf[VMF_FLUSH_PAGES], vpn + npages)
+        s.vmf[VMF_FLUSH_VPN] = lo
+        s.vmf[VMF_FLUSH_PAGES] = hi - lo
 
 
 @jit
@@ -103,6 +120,7 @@ def _contpte_try_fold(s, v, k):
         gathered |= e & (_PTE_YOUNG | _PTE_DIRTY)
     for j in range(16):
         s.pte[b + j] |= gathered | _PTE_CONT
+    request_flush(s, vpn - 15, 16)  # contpte_convert(): __flush_tlb_range() of the block
 
 
 @jit

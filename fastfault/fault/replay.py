@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from fastfault._jit import jit
-from fastfault.fault.filemap import VMF_FLUSH_PAGES, VMF_FLUSH_VPN
 from fastfault.fault.memory import handle_mm_fault
-from fastfault.fault.pgtable import pmd_slot
+from fastfault.fault.pgtable import VMF_FLUSH_PAGES, VMF_FLUSH_VPN, pmd_slot
 from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Stat, VmaField, VmaFlag
 from fastfault.reclaim import AgeStat, age_pass
 from fastfault.tlb.model import (
+    lookup_kind,
     mapping_kind,
     tlb_access,
     tlb_add_hits,
@@ -34,6 +34,7 @@ from fastfault.tlb.model import (
     tlb_flush_page,
     tlb_flush_range,
     tlb_lookup,
+    tlb_lookup_coalesced,
     tlb_walk,
 )
 from fastfault.tlb.presets import PageKind, TlbLookup
@@ -121,26 +122,27 @@ def access_file_page(s, t, v, vpn, write, ifetch):
 
     Every access is one TLB lookup. A hit neither walks nor touches the accessed bit (so on x86, whose
     ``ptep_clear_flush_young`` does not flush, a still-cached translation is used without the page
-    turning young again). A faulting access misses, walks, faults, and walks again to fill the TLB. A walk
-    that finds a valid entry sets the accessed/dirty bits -- or, without a hardware accessed flag,
-    an old or clean entry raises an access-flag fault. Returns :data:`OUTCOME_ERROR` when the access
-    ended in SIGBUS or SIGSEGV.
+    turning young again). A faulting access misses, walks (to the leaf it finds: a huge PMD is a 2M
+    walk), faults, and walks again to fill the TLB. A walk that finds a valid entry sets the
+    accessed/dirty bits -- or, without a hardware accessed flag, an old or clean entry raises an
+    access-flag fault. A store to a VMA without ``VM_WRITE`` misses (it never finds a writable
+    entry), walks and ends in SIGSEGV (``access_error()``), filling nothing. Returns
+    :data:`OUTCOME_ERROR` when the access ended in SIGBUS or SIGSEGV.
     """
     st = s.stats
     st[Stat.FILE_ACCESSES] += 1
-    if write and not (s.vmas[v, VmaField.FLAGS] & VmaFlag.WRITE):
-        st[Stat.SEGV] += 1
-        return OUTCOME_ERROR
+    refused = write and not (s.vmas[v, VmaField.FLAGS] & VmaFlag.WRITE)
     tlb_on = t.ctl[0] != 0
     hw_af = s.cfg[Cfg.HW_AF] != 0
     k = vpn - s.vmas[v, VmaField.START]
     slot = pmd_slot(s, v, vpn)
     pmdv = s.pmd[slot]
+    huge = (pmdv & PMD.KIND_MASK) == PMD.HUGE
     present = True
-    if (pmdv & PMD.KIND_MASK) == PMD.HUGE:
+    if huge:
         if tlb_on and tlb_lookup(t, vpn, PageKind.PMD_2M, write, ifetch) != TlbLookup.MISS:
             return OUTCOME_OK
-        ok = not (write and not (pmdv & PMD.WRITE))
+        ok = not refused and not (write and not (pmdv & PMD.WRITE))
         if ok and not hw_af:
             ok = (pmdv & PMD.YOUNG) != 0 and (not write or (pmdv & PMD.DIRTY) != 0)
         if ok:
@@ -156,25 +158,35 @@ def access_file_page(s, t, v, vpn, write, ifetch):
         present = (e & PTE.PRESENT) != 0
         if present:
             if tlb_on:
-                kind = mapping_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
-                if tlb_lookup(t, vpn, kind, write, ifetch) != TlbLookup.MISS:
+                # the entries the page may be cached as, whatever its accessed bits are now
+                kind = lookup_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
+                if kind == PageKind.COALESCED_16K:
+                    r = tlb_lookup_coalesced(t, vpn, write, ifetch)
+                else:
+                    r = tlb_lookup(t, vpn, kind, write, ifetch)
+                if r != TlbLookup.MISS:
                     _first_use(s, p, e)
                     return OUTCOME_OK
-            e = _first_use(s, p, e)
-            ok = not (write and not (e & PTE.WRITE))
-            if ok and not hw_af:
-                ok = (e & PTE.YOUNG) != 0 and (not write or (e & PTE.DIRTY) != 0)
-            if ok:
-                _set_young_pte(s, p, vpn, e, write)
-                if tlb_on:
-                    _walk_fill(s, t, v, vpn, ifetch)
-                return OUTCOME_OK
+            if not refused:
+                e = _first_use(s, p, e)
+                ok = not (write and not (e & PTE.WRITE))
+                if ok and not hw_af:
+                    ok = (e & PTE.YOUNG) != 0 and (not write or (e & PTE.DIRTY) != 0)
+                if ok:
+                    _set_young_pte(s, p, vpn, e, write)
+                    if tlb_on:
+                        _walk_fill(s, t, v, vpn, ifetch)
+                    return OUTCOME_OK
     if tlb_on:
         # The access missed (nothing cached for an unmapped page; a cached entry that did not allow it
-        # was refused above) and its walk found no usable entry: count the lookup and the walk.
+        # was refused above) and its walk, which ends at the leaf it finds, found no usable entry:
+        # count the lookup and the walk.
         if not present:
             tlb_lookup(t, vpn, PageKind.PTE_4K, write, ifetch)
-        tlb_walk(t, vpn, PageKind.PTE_4K)
+        tlb_walk(t, vpn, PageKind.PMD_2M if huge else PageKind.PTE_4K)
+    if refused:
+        st[Stat.SEGV] += 1
+        return OUTCOME_ERROR
     ret = handle_mm_fault(s, v, k, vpn, write)
     if s.vmf[VMF_FLUSH_PAGES] != 0:
         if tlb_on:
@@ -189,21 +201,35 @@ def access_file_page(s, t, v, vpn, write, ifetch):
 
 
 @jit
+def _flush_listed(s, t, vpn):
+    """Flush a page an aging pass listed. A huge PMD is listed by its first page -- its slot is still
+    huge (young cleared by ``pmdp_clear_flush_young``) or now none (unmapped), where a listed PTE's
+    slot holds a table -- and its whole 2 MiB is flushed (``flush_pmd_tlb_range``): the entries of a
+    2M page held as 4K entries by an array without 2M entries go too."""
+    if (vpn & 511) == 0:
+        v = find_vma(s.vmas, vpn, 0)
+        if v >= 0 and (s.pmd[pmd_slot(s, v, vpn)] & PMD.KIND_MASK) != PMD.TABLE:
+            tlb_flush_range(t, vpn, 512)
+            return
+    tlb_flush_page(t, vpn)
+
+
+@jit
 def aging_pass(s, t, a):
     """A reclaim aging pass (:func:`fastfault.reclaim.age_pass`) and the TLB flushes it implies:
     pages it unmapped on every architecture, pages whose accessed bit it cleared only where clearing
-    flushes (arm64)."""
+    flushes (arm64); a huge PMD as its 2 MiB (:func:`_flush_listed`)."""
     age_pass(s, a, s.cfg[Cfg.AGING_POLICY])
     if t.ctl[0] == 0:
         return
-    if a.stats[AgeStat.VPN_LIST_OVERFLOW] != 0:
+    if a.last[AgeStat.VPN_LIST_OVERFLOW] != 0:  # this pass could not list every page
         tlb_flush_all(t)
         return
     if s.cfg[Cfg.FLUSH_ON_CLEAR_YOUNG] != 0:
         for i in range(a.nvpn[0]):
-            tlb_flush_page(t, a.cleared_vpn[i])
+            _flush_listed(s, t, a.cleared_vpn[i])
     for i in range(a.nvpn[1]):
-        tlb_flush_page(t, a.unmapped_vpn[i])
+        _flush_listed(s, t, a.unmapped_vpn[i])
 
 
 @jit

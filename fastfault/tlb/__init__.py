@@ -28,6 +28,7 @@ _MODEL_NAMES = (
     "COALESCE_CONTPTE",
     "COALESCE_NONE",
     "TlbState",
+    "lookup_kind",
     "mapping_kind",
     "build_tlb",
     "run_tlb",
@@ -38,6 +39,7 @@ _MODEL_NAMES = (
     "tlb_flush_page",
     "tlb_flush_range",
     "tlb_lookup",
+    "tlb_lookup_coalesced",
     "tlb_stats",
     "tlb_walk",
 )

@@ -86,6 +86,7 @@ __all__ = [
     "COALESCE_NONE",
     "TlbState",
     "build_tlb",
+    "lookup_kind",
     "mapping_kind",
     "run_tlb",
     "tlb_access",
@@ -95,6 +96,7 @@ __all__ = [
     "tlb_flush_page",
     "tlb_flush_range",
     "tlb_lookup",
+    "tlb_lookup_coalesced",
     "tlb_stats",
     "tlb_walk",
 ]
@@ -434,6 +436,73 @@ def _invalidate(t, idx):
 
 
 @jit
+def _find(t, lvl, size_kind, vpn):
+    """Entry index of ``vpn`` in the array level ``lvl`` routes ``size_kind`` to, -1 if absent."""
+    a = t.route[lvl, size_kind]
+    if a < 0:
+        return -1
+    sz = t.route_size[lvl, size_kind]
+    key = vpn >> _size_shift(sz)
+    return _probe(t, a, key, key * 8 + sz)
+
+
+@jit
+def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
+    """:func:`tlb_lookup`, where an entry for ``alt_kind`` (unless -1) may also hold the page: each
+    level is probed for ``size_kind``, then ``alt_kind``; an L2 hit refills L1 with the kind found."""
+    if t.ctl[_ENABLED] == 0:
+        return _HIT1
+    st = t.stats
+    st[_ST_LOOKUPS] += 1
+    if ifetch:
+        st[_ST_ILOOKUPS] += 1
+    if write:
+        st[_ST_WLOOKUPS] += 1
+    l1 = _L1I if ifetch else _L1D
+    l2 = _L2I if ifetch else _L2
+    kind = size_kind
+    idx = _find(t, l1, kind, vpn)
+    if idx < 0 and alt_kind >= 0:
+        kind = alt_kind
+        idx = _find(t, l1, kind, vpn)
+    if idx >= 0:
+        if write and (t.flags[idx] & _DIRTY) == 0:
+            st[_ST_DMISS] += 1
+            st[_ST_MISS] += 1
+            if ifetch:
+                st[_ST_IMISS] += 1
+            return _MISS
+        _touch(t, t.route[l1, kind], idx)
+        st[_ST_L1] += 1
+        return _HIT1
+    kind = size_kind
+    idx = _find(t, l2, kind, vpn)
+    if idx < 0 and alt_kind >= 0:
+        kind = alt_kind
+        idx = _find(t, l2, kind, vpn)
+    if idx >= 0:
+        if write and (t.flags[idx] & _DIRTY) == 0:
+            st[_ST_DMISS] += 1
+            st[_ST_MISS] += 1
+            if ifetch:
+                st[_ST_IMISS] += 1
+            return _MISS
+        _touch(t, t.route[l2, kind], idx)
+        st[_ST_L2] += 1
+        a1 = t.route[l1, kind]
+        if a1 >= 0:
+            sz = t.route_size[l1, kind]
+            key1 = vpn >> _size_shift(sz)
+            if _insert(t, a1, key1, key1 * 8 + sz, t.flags[idx]):
+                st[_ST_L1_EVICT] += 1
+        return _HIT2
+    st[_ST_MISS] += 1
+    if ifetch:
+        st[_ST_IMISS] += 1
+    return _MISS
+
+
+@jit
 def tlb_lookup(t, vpn, size_kind, write, ifetch):
     """Look a translation up in L1, then L2.
 
@@ -457,56 +526,15 @@ def tlb_lookup(t, vpn, size_kind, write, ifetch):
         0 L1 hit, 1 L2 hit (the L1 array is refilled from it), 2 miss. Always 0 when the model
         is disabled (``none`` preset), with no counting.
     """
-    if t.ctl[_ENABLED] == 0:
-        return _HIT1
-    st = t.stats
-    st[_ST_LOOKUPS] += 1
-    if ifetch:
-        st[_ST_ILOOKUPS] += 1
-    if write:
-        st[_ST_WLOOKUPS] += 1
-    l1 = _L1I if ifetch else _L1D
-    a1 = t.route[l1, size_kind]
-    key1 = 0
-    tag1 = 0
-    if a1 >= 0:
-        sz = t.route_size[l1, size_kind]
-        key1 = vpn >> _size_shift(sz)
-        tag1 = key1 * 8 + sz
-        idx = _probe(t, a1, key1, tag1)
-        if idx >= 0:
-            if write and (t.flags[idx] & _DIRTY) == 0:
-                st[_ST_DMISS] += 1
-                st[_ST_MISS] += 1
-                if ifetch:
-                    st[_ST_IMISS] += 1
-                return _MISS
-            _touch(t, a1, idx)
-            st[_ST_L1] += 1
-            return _HIT1
-    l2 = _L2I if ifetch else _L2
-    a2 = t.route[l2, size_kind]
-    if a2 >= 0:
-        sz = t.route_size[l2, size_kind]
-        key2 = vpn >> _size_shift(sz)
-        idx = _probe(t, a2, key2, key2 * 8 + sz)
-        if idx >= 0:
-            if write and (t.flags[idx] & _DIRTY) == 0:
-                st[_ST_DMISS] += 1
-                st[_ST_MISS] += 1
-                if ifetch:
-                    st[_ST_IMISS] += 1
-                return _MISS
-            _touch(t, a2, idx)
-            st[_ST_L2] += 1
-            if a1 >= 0:
-                if _insert(t, a1, key1, tag1, t.flags[idx]):
-                    st[_ST_L1_EVICT] += 1
-            return _HIT2
-    st[_ST_MISS] += 1
-    if ifetch:
-        st[_ST_IMISS] += 1
-    return _MISS
+    return _lookup(t, vpn, size_kind, -1, write, ifetch)
+
+
+@jit
+def tlb_lookup_coalesced(t, vpn, write, ifetch):
+    """:func:`tlb_lookup` of a page of a group Zen 4 may hold as one coalesced 16K entry or as its
+    own 4K entry (whichever the fill that cached it made, see :func:`lookup_kind`): each level is
+    probed for the 16K entry, then the 4K one."""
+    return _lookup(t, vpn, _K16, _K4K, write, ifetch)
 
 
 @jit
@@ -734,33 +762,8 @@ _F_BASE = int(FileField.BASE)
 
 
 @jit
-def mapping_kind(s, v, vpn, coalesce):
-    """:class:`~fastfault.tlb.presets.PageKind` of the present mapping of ``vpn`` in VMA row ``v``.
-
-    Parameters
-    ----------
-    s : SimState
-    v : int
-        VMA row holding ``vpn``.
-    vpn : int
-        A page mapped by a present PTE or a huge PMD.
-    coalesce : int
-        :data:`COALESCE_NONE`, :data:`COALESCE_AMD` (x86 Zen 4) or :data:`COALESCE_CONTPTE` (arm64).
-
-    Returns
-    -------
-    int
-        ``PMD_2M`` under a huge PMD; ``CONT_64K`` for a PTE with the contiguous bit (contpte);
-        ``COALESCED_16K`` when the 4-aligned group of PTEs holding ``vpn`` are all present, young file
-        PTEs with the same write permission mapping 4 consecutive, 4-aligned file pages of one
-        page-cache folio (physically contiguous and 16K-aligned, since folios are naturally
-        aligned; anonymous COW copies never qualify); else ``PTE_4K``.
-
-    Notes
-    -----
-    Which groups Zen 4 really coalesces is not documented beyond "4 contiguous, aligned 4K PTEs"
-    (hardware-and-peers.md 2.1); same permissions and physical contiguity are the assumptions here.
-    """
+def _kind(s, v, vpn, coalesce, need_young):
+    """:func:`mapping_kind` (``need_young``) or :func:`lookup_kind`."""
     start = s.vmas[v, _V_START]
     slot = s.vmas[v, _V_PMD_BASE] + (vpn >> 9) - (start >> 9)
     if (s.pmd[slot] & _PMD_KIND) == _PMD_HUGE:
@@ -788,9 +791,49 @@ def mapping_kind(s, v, vpn, coalesce):
         q = s.pte[base + k0 + i]
         if (q & _PTE_PRESENT) == 0 or (q & _PTE_ANON) != 0 or (q & _PTE_WRITE) != w:
             return _K4K
-        if (q & _PTE_YOUNG) == 0:
+        if need_young and (q & _PTE_YOUNG) == 0:
             return _K4K  # a cached translation implies its accessed bit is set: only all-young groups coalesce
     return _K16
+
+
+@jit
+def mapping_kind(s, v, vpn, coalesce):
+    """:class:`~fastfault.tlb.presets.PageKind` of the present mapping of ``vpn`` in VMA row ``v``.
+
+    Parameters
+    ----------
+    s : SimState
+    v : int
+        VMA row holding ``vpn``.
+    vpn : int
+        A page mapped by a present PTE or a huge PMD.
+    coalesce : int
+        :data:`COALESCE_NONE`, :data:`COALESCE_AMD` (x86 Zen 4) or :data:`COALESCE_CONTPTE` (arm64).
+
+    Returns
+    -------
+    int
+        ``PMD_2M`` under a huge PMD; ``CONT_64K`` for a PTE with the contiguous bit (contpte);
+        ``COALESCED_16K`` when the 4-aligned group of PTEs holding ``vpn`` are all present, young file
+        PTEs with the same write permission mapping 4 consecutive, 4-aligned file pages of one
+        page-cache folio (physically contiguous and 16K-aligned, since folios are naturally
+        aligned; anonymous COW copies never qualify); else ``PTE_4K``.
+
+    Notes
+    -----
+    Which groups Zen 4 really coalesces is not documented beyond "4 contiguous, aligned 4K PTEs"
+    (hardware-and-peers.md 2.1); same permissions and physical contiguity are the assumptions here.
+    """
+    return _kind(s, v, vpn, coalesce, True)
+
+
+@jit
+def lookup_kind(s, v, vpn, coalesce):
+    """The kind a TLB lookup for ``vpn`` considers: :func:`mapping_kind`, except that a Zen 4 group
+    qualifies for the coalesced 16K entry whatever its accessed bits -- clearing them does not flush
+    on x86, so a 16K entry filled while the group was young stays usable, and a group cached as 4K
+    entries before it turned all-young still is. Look such a page up with :func:`tlb_lookup_coalesced`."""
+    return _kind(s, v, vpn, coalesce, False)
 
 
 # --------------------------------------------------------------------------------------------
