@@ -299,7 +299,7 @@ def folio_sizes_from_orders(npages: int, order_weights: dict[int, float], rng: n
     draws = rng.random(npages + 1)
     from fastfault.fault.layout import fill_folio_sizes
 
-    fill_folio_sizes(draws, orders, weights, out)
+    fill_folio_sizes(draws, orders, weights.astype(np.float64), out, np.empty(orders.size, np.float64))
     return out
 
 

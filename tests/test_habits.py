@@ -47,3 +47,24 @@ def test_suite_without_jit():
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout
+
+
+def test_kernels_compile_without_the_refcount_runtime():
+    """The JIT policy turns numba's NRT off (no allocation inside kernels): pin the private option."""
+    from fastfault._jit import JIT_OPTIONS
+
+    assert JIT_OPTIONS["_nrt"] is False
+    import numba
+    import numpy as np
+
+    from fastfault._jit import jit
+
+    @jit
+    def add(a):
+        a[0] += 1
+
+    x = np.zeros(1, np.int64)
+    add(x)
+    assert x[0] == 1
+    if not numba.config.DISABLE_JIT:
+        assert add.targetoptions.get("_nrt") is False

@@ -8,7 +8,7 @@ from fastfault._jit import jit
 
 
 @jit
-def fill_folio_sizes(draws, orders, weights, out):
+def fill_folio_sizes(draws, orders, weights, out, w):
     """Walk a file from page 0, choosing each folio's order among those aligned at the index and fitting.
 
     Parameters
@@ -21,10 +21,11 @@ def fill_folio_sizes(draws, orders, weights, out):
         Their relative weights.
     out : int64, (npages,)
         Filled with the folio size (pages) of every page.
+    w : float64, (k,)
+        Scratch.
     """
     npages = out.shape[0]
     k = orders.shape[0]
-    w = np.empty(k, dtype=np.float64)
     i = 0
     d = 0
     while i < npages:

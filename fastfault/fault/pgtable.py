@@ -57,7 +57,7 @@ _LINUX_6_18 = int(Profile.LINUX_6_18)
 VM_FAULT_FALLBACK = 1
 
 
-@jit
+@jit(inline="always")
 def pmd_slot(s, v, vpn):
     """PMD slot (index into ``s.pmd``) of virtual page ``vpn`` inside VMA row ``v``."""
     return s.vmas[v, _PMD_BASE] + (vpn >> 9) - (s.vmas[v, _START] >> 9)

@@ -48,7 +48,7 @@ _CLEAR_PMD_YOUNG = np.uint8(0xFF ^ PMD.YOUNG)
 _CLEAR_REFERENCED = np.uint8(0xFF ^ PG.REFERENCED)
 
 
-@jit
+@jit(inline="always")
 def find_vma(vmas, vpn, hint):
     """Row of the VMA holding ``vpn`` (-1 if none); ``hint`` is tried first."""
     n = vmas.shape[0]
@@ -91,7 +91,7 @@ def _walk_fill(s, t, v, vpn, ifetch):
     tlb_fill(t, vpn, kind, dirty, ifetch)
 
 
-@jit
+@jit(inline="always")
 def _first_use(s, p, e):
     """Prefault accounting on the first access to a prefaulted PTE."""
     if e & PTE.UNTOUCHED:
@@ -103,7 +103,7 @@ def _first_use(s, p, e):
     return e
 
 
-@jit
+@jit(inline="always")
 def _set_young_pte(s, p, vpn, e, write):
     """What a page walk does to a valid PTE: set the accessed (and, for a store, dirty) bit. For a
     contpte block the bits are gathered per block (``contpte_ptep_get``), so the whole block turns young."""

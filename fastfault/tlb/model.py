@@ -313,7 +313,7 @@ def tlb_stats(t: TlbState) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
-@jit
+@jit(inline="always")
 def _size_shift(sz):
     """log2(entry size / 4 KiB) of an EntrySize code."""
     if sz == 0:
@@ -333,7 +333,7 @@ def _pwc_shift(level):
     return 9 * (3 - (level - _PWC_PML4E))
 
 
-@jit
+@jit(inline="always")
 def _probe(t, a, key, tag):
     """Entry index of ``tag`` in the set of ``key`` of array ``a``, -1 if absent."""
     g = t.geom
@@ -345,7 +345,7 @@ def _probe(t, a, key, tag):
     return -1
 
 
-@jit
+@jit(inline="always")
 def _touch(t, a, idx):
     """Make entry ``idx`` of array ``a`` the most recently used."""
     g = t.geom
@@ -381,15 +381,17 @@ def _victim(t, a, key):
     ways = g[a, _WAYS]
     s = key % g[a, _SETS]
     base = g[a, _EBASE] + s * ways
-    for w in range(ways):
-        if t.tags[base + w] < 0:
-            return base + w
     if g[a, _POLICY] == _LRU:
+        # One pass: an invalid way has stamp 0 and a valid one a clock value >= 1, so the first lowest
+        # stamp is the first invalid way if there is one, else the least recently used way.
         best = base
         for w in range(1, ways):
             if t.stamp[base + w] < t.stamp[best]:
                 best = base + w
         return best
+    for w in range(ways):
+        if t.tags[base + w] < 0:
+            return base + w
     leaves = g[a, _LEAVES]
     pb = g[a, _PBASE] + s * leaves
     node = 1
@@ -796,7 +798,7 @@ def _kind(s, v, vpn, coalesce, need_young):
     return _K16
 
 
-@jit
+@jit(inline="always")
 def mapping_kind(s, v, vpn, coalesce):
     """:class:`~fastfault.tlb.presets.PageKind` of the present mapping of ``vpn`` in VMA row ``v``.
 
@@ -827,7 +829,7 @@ def mapping_kind(s, v, vpn, coalesce):
     return _kind(s, v, vpn, coalesce, True)
 
 
-@jit
+@jit(inline="always")
 def lookup_kind(s, v, vpn, coalesce):
     """The kind a TLB lookup for ``vpn`` considers: :func:`mapping_kind`, except that a Zen 4 group
     qualifies for the coalesced 16K entry whatever its accessed bits -- clearing them does not flush
