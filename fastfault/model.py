@@ -236,7 +236,7 @@ class FileSpec:
         fs = np.asarray(self.folio_size)
         if fs.ndim != 1 or fs.shape[0] != npages or not np.issubdtype(fs.dtype, np.integer):
             raise InputError(f"{self.name}: folio_size must be an integer array of {npages} pages, got {fs.shape}")
-        fs = fs.astype(np.int64)
+        fs = fs.astype(np.int64, copy=False)
         _check_folio_sizes(fs, self.name)
         object.__setattr__(self, "folio_size", fs)
         if not 0 <= self.max_folio_order <= 9:
