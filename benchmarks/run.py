@@ -922,15 +922,16 @@ def section_startup(rep: Report, sizes: Sizes, skip_cold: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="ff-numba-cold-") as d:
             cold = _wall(run_cmd, env=dict(os.environ, NUMBA_CACHE_DIR=d))
     rep.raw["startup"] = {
-        "command": cli,
+        "command": [Path(c).name if os.sep in c else c for c in cli],
         "help_seconds": helps,
-        "path_shim": shim,
+        "path_shim": Path(shim).name if shim else None,
         "shim_help_seconds": shim_help,
         "run_command": run_cmd,
         "warm_run_seconds": warm,
         "cold_run_seconds": cold,
     }
-    rep.row("startup", "fastfault --help", min(helps), "s", f"best of {len(helps)}, {' '.join(cli)}")
+    shown = " ".join(Path(c).name if os.sep in c else c for c in cli)  # no machine paths in the table
+    rep.row("startup", "fastfault --help", min(helps), "s", f"best of {len(helps)}, {shown}")
     if shim_help is not None:
         rep.row("startup", "  through the PATH shim", shim_help, "s", shim)
     rep.row("startup", "first run, warm numba cache", min(warm), "s", "fastfault run -w sequential -p npages=256")
@@ -1027,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.json.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1, default=_jsonable) + "\n")
     os.replace(tmp, args.json)
-    print(f"\nwrote {args.json} ({doc['total_seconds']:.0f} s)")
+    print(f"\nwrote {Path(args.json).name} ({doc['total_seconds']:.0f} s)")
     return 0
 
 

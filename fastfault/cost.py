@@ -25,7 +25,7 @@ component          events                                                 counte
 A minor fault's cost is the trap and handler *without* the PTEs it sets (those are ``pte_set``),
 so a fault-around of 16 pages costs ``minor_fault + 16 * pte_set``.
 
-Sources (``/work/shared/docs/hardware-and-peers.md``, section 2): fault costs were measured on
+Sources (the design notes' ``hardware-and-peers.md``, section 2): fault costs were measured on
 a 2-vCPU AMD EPYC VM running Linux 6.18 (section 2.4) in microseconds and are converted at the
 preset's ``ghz`` (3.0 assumed; the VM's clock is not recorded); TLB and walk costs are cycle
 counts from section 2.2; the x86 accessed-bit cost is Nadav Amit's (section 2.3). Every number is

@@ -15,7 +15,7 @@ preallocated ``a.cleared_vpn`` / ``a.unmapped_vpn`` (counts in ``a.nvpn``), and 
 
 Notes
 -----
-Models, from ``/work/shared/docs/kernel-fault-path.md`` section 5.6 (mm/vmscan.c, mm/rmap.c,
+Models, from the design notes' ``kernel-fault-path.md`` section 5.6 (mm/vmscan.c, mm/rmap.c,
 Linux v6.x):
 
 - ``folio_referenced``: for every VMA mapping the folio, every PTE (or huge PMD) mapping it is

@@ -1,6 +1,6 @@
 """``mm/filemap.c``: fault-around's ``filemap_map_pages`` and ``filemap_fault``, in plain Python.
 
-Written from the Linux 6.18.5 text (``/tmp/ksrc``), with the v6.6 and v5.12 (v5.15-era text)
+Written from the Linux 6.18.5 text (the upstream 6.18.5 release tarball), with the v6.6 and v5.12 (v5.15-era text)
 differences as profile branches. Functions keep the signatures of :mod:`fastfault.fault.filemap`:
 ``s`` first, then the VMA row ``v`` or file row ``f``; ``k`` is a page index inside the VMA,
 ``pgoff``/``index`` a page index inside the file, ``vpn`` a virtual page number.

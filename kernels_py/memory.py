@@ -1,6 +1,6 @@
 """``mm/memory.c``: the fault handlers from ``handle_mm_fault`` down to ``finish_fault``, in plain Python.
 
-Written from the Linux 6.18.5 text (``/tmp/ksrc``) with the v6.6 and v5.12 differences as profile
+Written from the Linux 6.18.5 text (the upstream 6.18.5 release tarball) with the v6.6 and v5.12 differences as profile
 branches. Functions keep the signatures of :mod:`fastfault.fault.memory`; the extra keyword
 ``vma_lock`` says that the attempt runs under the per-VMA lock (``FAULT_FLAG_VMA_LOCK``), which
 only changes anything in the v6.6 profile.

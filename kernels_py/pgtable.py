@@ -1,7 +1,7 @@
 """PTE and PMD setters of ``mm/memory.c``, re-derived in plain Python from the kernel text.
 
 This is the oracle side of the differential tests: every function here was written from the Linux
-6.18.5 source (``/tmp/ksrc``), with the v6.6 and v5.12 differences as profile branches, and works
+6.18.5 source (the upstream 6.18.5 release tarball), with the v6.6 and v5.12 differences as profile branches, and works
 on the same :class:`~fastfault.fault.state.SimState` arrays as :mod:`fastfault.fault.pgtable`.
 
 Encodings shared with the jitted code (see :mod:`fastfault.fault.state`):

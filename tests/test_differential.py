@@ -4,7 +4,7 @@ Both implementations replay the same trace phases (with ``clear_refs`` between p
 copies of the same initial :class:`~fastfault.fault.state.SimState`; every array the fault path
 writes (counters, fault-around histogram, PTEs, PMDs, page cache, file table) and ``smaps`` of
 every VMA must come out identical. ``kernels_py`` is written from the kernel source; a
-disagreement is settled there (see ``/tmp/kpy_findings.md``).
+disagreement is settled there (the findings are described in the commit that fixed them).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def test_access_flag_faults_after_clear_refs(profile):
     assert _stat(s_ref, "FAULT_AF") == 2 * len(touch)
 
 
-# --- regression cases for the findings in /tmp/kpy_findings.md (kernel expectations on the reference) --
+# --- regression cases for the findings of the first differential runs (kernel expectations on the reference) --
 
 
 def test_v66_vma_lock_retries():

@@ -20,7 +20,7 @@ listed). So a 1 GiB page is "smashed" into a 2 MiB entry in an array holding 2M 
 (AMD Zen 2 L2 DTLB), and a coalesced 16 KiB group falls back to a 4 KiB entry in an array
 without 16K support (Zen 4 L1 ITLB).
 
-Sources for the preset numbers: ``/work/shared/docs/hardware-and-peers.md`` section 2.1
+Sources for the preset numbers: the design notes' ``hardware-and-peers.md`` section 2.1
 (geometries) and 2.2 (walk caches), which cite the Intel Optimization Manual, AMD Software
 Optimization Guides, Arm TRMs, WikiChip, 7-cpu.com, ChampSim defaults and jiegec's
 measurements. Associativities not given there are marked *assumed* in the preset docstrings.
