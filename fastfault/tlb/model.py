@@ -469,10 +469,7 @@ def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
         idx = _find(t, l1, kind, vpn)
     if idx >= 0:
         if write and (t.flags[idx] & _DIRTY) == 0:
-            st[_ST_DMISS] += 1
-            st[_ST_MISS] += 1
-            if ifetch:
-                st[_ST_IMISS] += 1
+            _count_dirty_miss(st, ifetch)
             return _MISS
         _touch(t, t.route[l1, kind], idx)
         st[_ST_L1] += 1
@@ -484,10 +481,7 @@ def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
         idx = _find(t, l2, kind, vpn)
     if idx >= 0:
         if write and (t.flags[idx] & _DIRTY) == 0:
-            st[_ST_DMISS] += 1
-            st[_ST_MISS] += 1
-            if ifetch:
-                st[_ST_IMISS] += 1
+            _count_dirty_miss(st, ifetch)
             return _MISS
         _touch(t, t.route[l2, kind], idx)
         st[_ST_L2] += 1
@@ -502,6 +496,15 @@ def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
     if ifetch:
         st[_ST_IMISS] += 1
     return _MISS
+
+
+@jit(inline="always")
+def _count_dirty_miss(st, ifetch):
+    """A store found a clean entry: it counts as a miss (the walk will set the dirty bit)."""
+    st[_ST_DMISS] += 1
+    st[_ST_MISS] += 1
+    if ifetch:
+        st[_ST_IMISS] += 1
 
 
 @jit
