@@ -25,6 +25,7 @@ from fastfault.fault.pgtable import VMF_FLUSH_PAGES, VMF_FLUSH_VPN, pmd_slot
 from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Stat, VmaField, VmaFlag
 from fastfault.reclaim import AgeStat, age_pass
 from fastfault.tlb.model import (
+    _lookup,
     lookup_kind,
     mapping_kind,
     tlb_access,
@@ -33,8 +34,6 @@ from fastfault.tlb.model import (
     tlb_flush_all,
     tlb_flush_page,
     tlb_flush_range,
-    tlb_lookup,
-    tlb_lookup_coalesced,
     tlb_walk,
 )
 from fastfault.tlb.presets import PageKind, TlbLookup
@@ -69,7 +68,7 @@ def find_vma(vmas, vpn, hint):
     return -1
 
 
-@jit
+@jit(inline="always")
 def _walk_fill(s, t, v, vpn, ifetch):
     """The page walk of an access that found its translation valid: walk (page-walk caches) and fill
     the TLB with the mapping as it now is (dirty when the entry is dirty and writable)."""
@@ -116,7 +115,7 @@ def _set_young_pte(s, p, vpn, e, write):
             s.pte[j] |= PTE.YOUNG
 
 
-@jit
+@jit(inline="always")
 def access_file_page(s, t, v, vpn, write, ifetch):
     """One access to virtual page ``vpn`` of file VMA ``v``: TLB, then page walk, then the fault path.
 
@@ -128,6 +127,9 @@ def access_file_page(s, t, v, vpn, write, ifetch):
     access-flag fault. A store to a VMA without ``VM_WRITE`` misses (it never finds a writable
     entry), walks and ends in SIGSEGV (``access_error()``), filling nothing. Returns
     :data:`OUTCOME_ERROR` when the access ended in SIGBUS or SIGSEGV.
+
+    Inlined into the replay loop, so it is written with one call site per TLB helper: one lookup,
+    one walk-and-fill; only the fault path (``handle_mm_fault``) is a call.
     """
     st = s.stats
     st[Stat.FILE_ACCESSES] += 1
@@ -138,9 +140,25 @@ def access_file_page(s, t, v, vpn, write, ifetch):
     slot = pmd_slot(s, v, vpn)
     pmdv = s.pmd[slot]
     huge = (pmdv & PMD.KIND_MASK) == PMD.HUGE
-    present = True
+    p = s.vmas[v, VmaField.PTE_BASE] + k
+    e = s.pte[p]
+    present = huge or (e & PTE.PRESENT) != 0
+    r = TlbLookup.MISS
+    if tlb_on:
+        # the entries the page may be cached as, whatever its accessed bits are now (an unmapped
+        # page has none cached: the lookup only counts)
+        kind = PageKind.PTE_4K
+        alt = -1
+        if huge:
+            kind = PageKind.PMD_2M
+        elif present:
+            kind = lookup_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
+            if kind == PageKind.COALESCED_16K:
+                alt = PageKind.PTE_4K
+        r = _lookup(t, vpn, kind, alt, write, ifetch)
+    fill = False
     if huge:
-        if tlb_on and tlb_lookup(t, vpn, PageKind.PMD_2M, write, ifetch) != TlbLookup.MISS:
+        if r != TlbLookup.MISS:
             return OUTCOME_OK
         ok = not refused and not (write and not (pmdv & PMD.WRITE))
         if ok and not hw_af:
@@ -149,54 +167,37 @@ def access_file_page(s, t, v, vpn, write, ifetch):
             if not (pmdv & PMD.YOUNG):
                 st[Stat.OLD_TO_YOUNG_HW] += 1
             s.pmd[slot] = pmdv | PMD.YOUNG | (PMD.DIRTY if write else 0)
-            if tlb_on:
-                _walk_fill(s, t, v, vpn, ifetch)
+            fill = True
+    elif present:
+        if r != TlbLookup.MISS:
+            _first_use(s, p, e)
             return OUTCOME_OK
-    else:
-        p = s.vmas[v, VmaField.PTE_BASE] + k
-        e = s.pte[p]
-        present = (e & PTE.PRESENT) != 0
-        if present:
-            if tlb_on:
-                # the entries the page may be cached as, whatever its accessed bits are now
-                kind = lookup_kind(s, v, vpn, s.cfg[Cfg.COALESCE])
-                if kind == PageKind.COALESCED_16K:
-                    r = tlb_lookup_coalesced(t, vpn, write, ifetch)
-                else:
-                    r = tlb_lookup(t, vpn, kind, write, ifetch)
-                if r != TlbLookup.MISS:
-                    _first_use(s, p, e)
-                    return OUTCOME_OK
-            if not refused:
-                e = _first_use(s, p, e)
-                ok = not (write and not (e & PTE.WRITE))
-                if ok and not hw_af:
-                    ok = (e & PTE.YOUNG) != 0 and (not write or (e & PTE.DIRTY) != 0)
-                if ok:
-                    _set_young_pte(s, p, vpn, e, write)
-                    if tlb_on:
-                        _walk_fill(s, t, v, vpn, ifetch)
-                    return OUTCOME_OK
-    if tlb_on:
-        # The access missed (nothing cached for an unmapped page; a cached entry that did not allow it
-        # was refused above) and its walk, which ends at the leaf it finds, found no usable entry:
-        # count the lookup and the walk.
-        if not present:
-            tlb_lookup(t, vpn, PageKind.PTE_4K, write, ifetch)
-        tlb_walk(t, vpn, PageKind.PMD_2M if huge else PageKind.PTE_4K)
-    if refused:
-        st[Stat.SEGV] += 1
-        return OUTCOME_ERROR
-    ret = handle_mm_fault(s, v, k, vpn, write)
-    if s.vmf[VMF_FLUSH_PAGES] != 0:
+        if not refused:
+            e = _first_use(s, p, e)
+            ok = not (write and not (e & PTE.WRITE))
+            if ok and not hw_af:
+                ok = (e & PTE.YOUNG) != 0 and (not write or (e & PTE.DIRTY) != 0)
+            if ok:
+                _set_young_pte(s, p, vpn, e, write)
+                fill = True
+    if not fill:
+        # The access missed (nothing cached for an unmapped page; a cached entry that did not allow
+        # it was refused above) and its walk, which ends at the leaf it finds, found no usable entry.
         if tlb_on:
-            tlb_flush_range(t, s.vmf[VMF_FLUSH_VPN], s.vmf[VMF_FLUSH_PAGES])
-        s.vmf[VMF_FLUSH_VPN] = 0
-        s.vmf[VMF_FLUSH_PAGES] = 0
-    if ret & 8:  # VM_FAULT_SIGBUS
-        return OUTCOME_ERROR
+            tlb_walk(t, vpn, PageKind.PMD_2M if huge else PageKind.PTE_4K)
+        if refused:
+            st[Stat.SEGV] += 1
+            return OUTCOME_ERROR
+        ret = handle_mm_fault(s, v, k, vpn, write)
+        if s.vmf[VMF_FLUSH_PAGES] != 0:
+            if tlb_on:
+                tlb_flush_range(t, s.vmf[VMF_FLUSH_VPN], s.vmf[VMF_FLUSH_PAGES])
+            s.vmf[VMF_FLUSH_VPN] = 0
+            s.vmf[VMF_FLUSH_PAGES] = 0
+        if ret & 8:  # VM_FAULT_SIGBUS
+            return OUTCOME_ERROR
     if tlb_on:
-        _walk_fill(s, t, v, vpn, ifetch)  # the faulting instruction runs again and walks
+        _walk_fill(s, t, v, vpn, ifetch)  # the walk of a usable entry (after a fault: the retried access)
     return OUTCOME_OK
 
 

@@ -131,6 +131,19 @@ class TlbState(NamedTuple):
         Enabled flag and LRU clock.
     stats : int64, (TlbStat.NFIELDS,)
         Counters.
+    index : int32, (n_index_slots,)
+        Per array, an open-addressing (linear probing) table from tag to entry index, -1 for an
+        empty slot: a lookup costs O(1) probes instead of a scan of the set's ways. It holds
+        exactly the valid entries; it is a cache of ``tags`` and changes no result.
+    ninvalid : int32, (n_sets,)
+        Invalid ways per set (the victim search scans for the first one only when there is one).
+    lru_prev, lru_next : int32, (n_entries + n_sets,)
+        Per LRU set, a circular doubly-linked list of its valid entries in recency order through a
+        sentinel node (``n_entries + set``): ``lru_next[sentinel]`` is the most recently used entry,
+        ``lru_prev[sentinel]`` the least, the victim of a full set, in O(1). An invalid entry links
+        to itself. The same order as ``stamp``, which is kept too.
+    eset : int32, (n_entries,)
+        Global set number of each entry (its sentinel is ``n_entries + eset``).
     """
 
     tags: np.ndarray
@@ -143,6 +156,11 @@ class TlbState(NamedTuple):
     pwc: np.ndarray
     ctl: np.ndarray
     stats: np.ndarray
+    index: np.ndarray
+    ninvalid: np.ndarray
+    lru_prev: np.ndarray
+    lru_next: np.ndarray
+    eset: np.ndarray
 
 
 # Plain integers for the jitted code.
@@ -154,6 +172,10 @@ _POLICY = int(ArrayField.POLICY)
 _PBASE = int(ArrayField.PLRU_BASE)
 _LEAVES = int(ArrayField.PLRU_LEAVES)
 _SMASK = int(ArrayField.SIZE_MASK)
+_SBASE = int(ArrayField.SET_BASE)
+_SETMASK = int(ArrayField.SET_MASK)
+_HBASE = int(ArrayField.HASH_BASE)
+_HMASK = int(ArrayField.HASH_MASK)
 _LRU = 0
 _ENABLED = int(TlbCtl.ENABLED)
 _CLOCK = int(TlbCtl.CLOCK)
@@ -260,7 +282,18 @@ def build_tlb(spec: TlbSpec) -> TlbState:
     geom = np.zeros((len(table), ArrayField.NFIELDS), dtype=np.int64)
     ebase = 0
     pbase = 0
+    sbase = 0
+    hbase = 0
+    ninvalid = []
     for row, (lvl, arr) in enumerate(table):
+        hslots = max(8, 1 << (2 * arr.entries - 1).bit_length())
+        geom[row, ArrayField.SET_BASE] = sbase
+        geom[row, ArrayField.SET_MASK] = arr.sets - 1 if arr.sets & (arr.sets - 1) == 0 else -1
+        geom[row, ArrayField.HASH_BASE] = hbase
+        geom[row, ArrayField.HASH_MASK] = hslots - 1
+        sbase += arr.sets
+        hbase += hslots
+        ninvalid += [arr.ways] * arr.sets
         leaves = 1 << max(0, (arr.ways - 1).bit_length())
         geom[row, ArrayField.LEVEL] = lvl
         geom[row, ArrayField.ENTRY_BASE] = ebase
@@ -299,6 +332,11 @@ def build_tlb(spec: TlbSpec) -> TlbState:
         pwc=np.array(pwc_rows, dtype=np.int64),
         ctl=ctl,
         stats=np.zeros(TlbStat.NFIELDS, dtype=np.int64),
+        index=np.full(hbase, -1, dtype=np.int32),
+        ninvalid=np.array(ninvalid, dtype=np.int32),
+        lru_prev=np.arange(ebase + sbase, dtype=np.int32),
+        lru_next=np.arange(ebase + sbase, dtype=np.int32),
+        eset=np.repeat(np.arange(sbase, dtype=np.int32), [ways for _, arr in table for ways in [arr.ways] * arr.sets]),
     )
 
 
@@ -327,22 +365,76 @@ def _size_shift(sz):
     return 18
 
 
-@jit
+@jit(inline="always")
 def _pwc_shift(level):
     """Pages covered by one walk-cache entry of ``level``, as a shift (PML4E 27, PDPTE 18, PDE 9)."""
     return 9 * (3 - (level - _PWC_PML4E))
 
 
 @jit(inline="always")
+def _home(tag, hmask):
+    """Home slot of ``tag`` in a tag index of ``hmask + 1`` slots: Fibonacci hashing of the tag folded
+    to 31 bits (the product stays below 2**62, so it is the same in jitted code and plain Python)."""
+    x = (tag ^ (tag >> 31)) & 0x7FFFFFFF
+    return ((x * 0x61C88647) >> 16) & hmask
+
+
+@jit(inline="always")
+def _set_of(g, a, key):
+    """Set of ``key`` in array ``a``."""
+    m = g[a, _SETMASK]
+    if m >= 0:
+        return key & m
+    return key % g[a, _SETS]
+
+
+@jit(inline="always")
 def _probe(t, a, key, tag):
-    """Entry index of ``tag`` in the set of ``key`` of array ``a``, -1 if absent."""
-    g = t.geom
-    ways = g[a, _WAYS]
-    base = g[a, _EBASE] + (key % g[a, _SETS]) * ways
-    for w in range(ways):
-        if t.tags[base + w] == tag:
-            return base + w
-    return -1
+    """Entry index of ``tag`` in array ``a`` (in the set of ``key``), -1 if absent.
+
+    A tag names one key, hence one set, and an array holds it at most once, so the array's tag
+    index answers in O(1) probes what a scan of the set's ways would."""
+    hb = t.geom[a, _HBASE]
+    hm = t.geom[a, _HMASK]
+    h = _home(tag, hm)
+    while True:
+        i = t.index[hb + h]
+        if i < 0:
+            return np.int64(-1)
+        if t.tags[i] == tag:
+            return np.int64(i)
+        h = (h + 1) & hm
+
+
+@jit(inline="always")
+def _index_add(index, tags, hb, hm, idx):
+    """Enter valid entry ``idx`` in the tag index at ``index[hb : hb + hm + 1]`` (its array's).
+    Takes the two arrays it needs, not the whole state: a call costs per array passed."""
+    h = _home(tags[idx], hm)
+    while index[hb + h] >= 0:
+        h = (h + 1) & hm
+    index[hb + h] = idx
+
+
+@jit(inline="always")
+def _index_del(index, tags, hb, hm, idx):
+    """Remove entry ``idx`` (still holding its tag) from the tag index at ``index[hb : hb + hm + 1]``:
+    linear probing's backward-shift deletion, which leaves every remaining tag reachable from its
+    home slot."""
+    i = _home(tags[idx], hm)
+    while index[hb + i] != idx:
+        i = (i + 1) & hm
+    j = i
+    while True:
+        j = (j + 1) & hm
+        e = index[hb + j]
+        if e < 0:
+            break
+        home = _home(tags[e], hm)
+        if ((j - home) & hm) >= ((j - i) & hm):  # its home is not in (i, j]: it may move back to i
+            index[hb + i] = e
+            i = j
+    index[hb + i] = -1
 
 
 @jit(inline="always")
@@ -352,6 +444,20 @@ def _touch(t, a, idx):
     if g[a, _POLICY] == _LRU:
         t.ctl[_CLOCK] += 1
         t.stamp[idx] = t.ctl[_CLOCK]
+        # move to the front of the set's list (an entry just made valid links to itself: unlinking
+        # it changes nothing)
+        prev = t.lru_prev
+        nxt = t.lru_next
+        sent = t.tags.shape[0] + t.eset[idx]
+        p = prev[idx]
+        n = nxt[idx]
+        nxt[p] = n
+        prev[n] = p
+        first = nxt[sent]
+        nxt[idx] = first
+        prev[first] = idx
+        prev[idx] = sent
+        nxt[sent] = idx
         return
     ways = g[a, _WAYS]
     rel = idx - g[a, _EBASE]
@@ -374,24 +480,20 @@ def _touch(t, a, idx):
         span = half
 
 
-@jit
+@jit(inline="always")
 def _victim(t, a, key):
     """Entry index to replace in the set of ``key``: the first invalid way, else LRU / tree PLRU."""
     g = t.geom
     ways = g[a, _WAYS]
-    s = key % g[a, _SETS]
+    s = _set_of(g, a, key)
     base = g[a, _EBASE] + s * ways
+    if t.ninvalid[g[a, _SBASE] + s] > 0:
+        for w in range(ways):
+            if t.tags[base + w] < 0:
+                return np.int64(base + w)
     if g[a, _POLICY] == _LRU:
-        # One pass: an invalid way has stamp 0 and a valid one a clock value >= 1, so the first lowest
-        # stamp is the first invalid way if there is one, else the least recently used way.
-        best = base
-        for w in range(1, ways):
-            if t.stamp[base + w] < t.stamp[best]:
-                best = base + w
-        return best
-    for w in range(ways):
-        if t.tags[base + w] < 0:
-            return base + w
+        # Every way is valid: the tail of the set's recency list (the lowest stamp).
+        return np.int64(t.lru_prev[t.tags.shape[0] + g[a, _SBASE] + s])
     leaves = g[a, _LEAVES]
     pb = g[a, _PBASE] + s * leaves
     node = 1
@@ -409,26 +511,43 @@ def _victim(t, a, key):
     return base + lo
 
 
-@jit
+@jit(inline="always")
 def _insert(t, a, key, tag, flags):
     """Install ``tag`` (or refresh it in place); True when a valid entry was evicted."""
     idx = _probe(t, a, key, tag)
     evicted = False
     if idx < 0:
         idx = _victim(t, a, key)
-        evicted = t.tags[idx] >= 0
+        hb = t.geom[a, _HBASE]
+        hm = t.geom[a, _HMASK]
+        if t.tags[idx] >= 0:
+            evicted = True
+            _index_del(t.index, t.tags, hb, hm, idx)
+        else:
+            t.ninvalid[t.geom[a, _SBASE] + _set_of(t.geom, a, key)] -= 1
         t.tags[idx] = tag
+        _index_add(t.index, t.tags, hb, hm, idx)
     t.flags[idx] = flags
     _touch(t, a, idx)
     return evicted
 
 
 @jit
-def _invalidate(t, idx):
+def _invalidate(t, a, idx):
+    """Invalidate entry ``idx`` of array ``a`` if it is valid."""
     if t.tags[idx] >= 0:
+        g = t.geom
+        _index_del(t.index, t.tags, g[a, _HBASE], g[a, _HMASK], idx)
         t.tags[idx] = -1
         t.flags[idx] = 0
         t.stamp[idx] = 0
+        p = t.lru_prev[idx]
+        n = t.lru_next[idx]
+        t.lru_next[p] = n
+        t.lru_prev[n] = p
+        t.lru_prev[idx] = idx
+        t.lru_next[idx] = idx
+        t.ninvalid[t.eset[idx]] += 1
         t.stats[_ST_FLUSHED] += 1
 
 
@@ -437,21 +556,11 @@ def _invalidate(t, idx):
 # --------------------------------------------------------------------------------------------
 
 
-@jit
-def _find(t, lvl, size_kind, vpn):
-    """Entry index of ``vpn`` in the array level ``lvl`` routes ``size_kind`` to, -1 if absent."""
-    a = t.route[lvl, size_kind]
-    if a < 0:
-        return -1
-    sz = t.route_size[lvl, size_kind]
-    key = vpn >> _size_shift(sz)
-    return _probe(t, a, key, key * 8 + sz)
-
-
-@jit
+@jit(inline="always")
 def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
     """:func:`tlb_lookup`, where an entry for ``alt_kind`` (unless -1) may also hold the page: each
-    level is probed for ``size_kind``, then ``alt_kind``; an L2 hit refills L1 with the kind found."""
+    level is probed for ``size_kind``, then ``alt_kind``; an L2 hit refills L1 with the kind found.
+    (Written with one call site per helper: it is inlined into the replay loop.)"""
     if t.ctl[_ENABLED] == 0:
         return _HIT1
     st = t.stats
@@ -461,29 +570,30 @@ def _lookup(t, vpn, size_kind, alt_kind, write, ifetch):
     if write:
         st[_ST_WLOOKUPS] += 1
     l1 = _L1I if ifetch else _L1D
-    l2 = _L2I if ifetch else _L2
-    kind = size_kind
-    idx = _find(t, l1, kind, vpn)
-    if idx < 0 and alt_kind >= 0:
-        kind = alt_kind
-        idx = _find(t, l1, kind, vpn)
-    if idx >= 0:
+    for level in range(2):
+        lvl = l1 if level == 0 else (_L2I if ifetch else _L2)
+        idx = np.int64(-1)
+        kind = size_kind
+        for k in range(2):
+            kind = size_kind if k == 0 else alt_kind
+            if kind < 0:
+                break
+            a = t.route[lvl, kind]
+            if a >= 0:
+                sz = t.route_size[lvl, kind]
+                key = vpn >> _size_shift(sz)
+                idx = _probe(t, a, key, key * 8 + sz)
+                if idx >= 0:
+                    break
+        if idx < 0:
+            continue
         if write and (t.flags[idx] & _DIRTY) == 0:
             _count_dirty_miss(st, ifetch)
             return _MISS
-        _touch(t, t.route[l1, kind], idx)
-        st[_ST_L1] += 1
-        return _HIT1
-    kind = size_kind
-    idx = _find(t, l2, kind, vpn)
-    if idx < 0 and alt_kind >= 0:
-        kind = alt_kind
-        idx = _find(t, l2, kind, vpn)
-    if idx >= 0:
-        if write and (t.flags[idx] & _DIRTY) == 0:
-            _count_dirty_miss(st, ifetch)
-            return _MISS
-        _touch(t, t.route[l2, kind], idx)
+        _touch(t, t.route[lvl, kind], idx)
+        if level == 0:
+            st[_ST_L1] += 1
+            return _HIT1
         st[_ST_L2] += 1
         a1 = t.route[l1, kind]
         if a1 >= 0:
@@ -507,7 +617,7 @@ def _count_dirty_miss(st, ifetch):
         st[_ST_IMISS] += 1
 
 
-@jit
+@jit(inline="always")
 def tlb_lookup(t, vpn, size_kind, write, ifetch):
     """Look a translation up in L1, then L2.
 
@@ -534,7 +644,7 @@ def tlb_lookup(t, vpn, size_kind, write, ifetch):
     return _lookup(t, vpn, size_kind, -1, write, ifetch)
 
 
-@jit
+@jit(inline="always")
 def tlb_lookup_coalesced(t, vpn, write, ifetch):
     """:func:`tlb_lookup` of a page of a group Zen 4 may hold as one coalesced 16K entry or as its
     own 4K entry (whichever the fill that cached it made, see :func:`lookup_kind`): each level is
@@ -542,7 +652,7 @@ def tlb_lookup_coalesced(t, vpn, write, ifetch):
     return _lookup(t, vpn, _K16, _K4K, write, ifetch)
 
 
-@jit
+@jit(inline="always")
 def tlb_fill(t, vpn, size_kind, dirty, ifetch):
     """Install the translation a walk found, in L1 and in L2 (non-inclusive, non-exclusive).
 
@@ -569,27 +679,23 @@ def tlb_fill(t, vpn, size_kind, dirty, ifetch):
     st[_ST_FILLS_4K + size_kind] += 1
     flags = _DIRTY if dirty else 0
     coalesced = False
-    l1 = _L1I if ifetch else _L1D
-    a1 = t.route[l1, size_kind]
-    if a1 >= 0:
-        sz = t.route_size[l1, size_kind]
-        key = vpn >> _size_shift(sz)
-        if _insert(t, a1, key, key * 8 + sz, flags):
-            st[_ST_L1_EVICT] += 1
-        coalesced = sz == _S16K or sz == _S64K
-    l2 = _L2I if ifetch else _L2
-    a2 = t.route[l2, size_kind]
-    if a2 >= 0:
-        sz = t.route_size[l2, size_kind]
-        key = vpn >> _size_shift(sz)
-        if _insert(t, a2, key, key * 8 + sz, flags):
-            st[_ST_L2_EVICT] += 1
-        coalesced = coalesced or sz == _S16K or sz == _S64K
+    for level in range(2):
+        if level == 0:
+            lvl = _L1I if ifetch else _L1D
+        else:
+            lvl = _L2I if ifetch else _L2
+        a = t.route[lvl, size_kind]
+        if a >= 0:
+            sz = t.route_size[lvl, size_kind]
+            key = vpn >> _size_shift(sz)
+            if _insert(t, a, key, key * 8 + sz, flags):
+                st[_ST_L1_EVICT + level] += 1
+            coalesced = coalesced or sz == _S16K or sz == _S64K
     if coalesced:
         st[_ST_COALESCED] += 1
 
 
-@jit
+@jit(inline="always")
 def tlb_walk(t, vpn, size_kind):
     """Memory references of the page walk for ``vpn``, given the walk caches (which it fills).
 
@@ -691,7 +797,7 @@ def tlb_flush_page(t, vpn):
             key = vpn >> _pwc_shift(level)
             idx = _probe(t, a, key, key)
             if idx >= 0:
-                _invalidate(t, idx)
+                _invalidate(t, a, idx)
             continue
         mask = g[a, _SMASK]
         for sz in range(_N_SIZES):
@@ -699,13 +805,14 @@ def tlb_flush_page(t, vpn):
                 key = vpn >> _size_shift(sz)
                 idx = _probe(t, a, key, key * 8 + sz)
                 if idx >= 0:
-                    _invalidate(t, idx)
+                    _invalidate(t, a, idx)
 
 
 @jit
 def tlb_flush_range(t, vpn, npages):
     """Invalidate every entry overlapping ``[vpn, vpn + npages)`` (``flush_tlb_range``), walk-cache
-    entries included. Scans every entry once, whatever the range length."""
+    entries included. Per array, whichever is cheaper: probe the index for every key of every size
+    the range overlaps, or scan the array's entries once."""
     if t.ctl[_ENABLED] == 0:
         return
     t.stats[_ST_FRANGE] += 1
@@ -717,6 +824,32 @@ def tlb_flush_range(t, vpn, npages):
         level = g[a, _LEVEL]
         base = g[a, _EBASE]
         n = g[a, _SETS] * g[a, _WAYS]
+        mask = g[a, _SMASK]
+        if level >= _PWC_PML4E:
+            shift = _pwc_shift(level)
+            nkeys = ((end - 1) >> shift) - (vpn >> shift) + 1
+        else:
+            nkeys = 0
+            for sz in range(_N_SIZES):
+                if mask & (1 << sz):
+                    shift = _size_shift(sz)
+                    nkeys += ((end - 1) >> shift) - (vpn >> shift) + 1
+        if nkeys <= n:
+            if level >= _PWC_PML4E:
+                shift = _pwc_shift(level)
+                for key in range(vpn >> shift, ((end - 1) >> shift) + 1):
+                    idx = _probe(t, a, key, key)
+                    if idx >= 0:
+                        _invalidate(t, a, idx)
+            else:
+                for sz in range(_N_SIZES):
+                    if mask & (1 << sz):
+                        shift = _size_shift(sz)
+                        for key in range(vpn >> shift, ((end - 1) >> shift) + 1):
+                            idx = _probe(t, a, key, key * 8 + sz)
+                            if idx >= 0:
+                                _invalidate(t, a, idx)
+            continue
         for idx in range(base, base + n):
             tag = t.tags[idx]
             if tag < 0:
@@ -728,7 +861,7 @@ def tlb_flush_range(t, vpn, npages):
                 shift = _size_shift(tag & 7)
                 lo = (tag >> 3) << shift
             if lo < end and lo + (1 << shift) > vpn:
-                _invalidate(t, idx)
+                _invalidate(t, a, idx)
 
 
 @jit
@@ -738,7 +871,20 @@ def tlb_flush_all(t):
         return
     t.stats[_ST_FALL] += 1
     for idx in range(t.tags.shape[0]):
-        _invalidate(t, idx)
+        if t.tags[idx] >= 0:
+            t.tags[idx] = -1
+            t.flags[idx] = 0
+            t.stamp[idx] = 0
+            t.stats[_ST_FLUSHED] += 1
+    for i in range(t.index.shape[0]):
+        t.index[i] = -1
+    for i in range(t.lru_prev.shape[0]):
+        t.lru_prev[i] = i
+        t.lru_next[i] = i
+    g = t.geom
+    for a in range(g.shape[0]):
+        for s in range(g[a, _SETS]):
+            t.ninvalid[g[a, _SBASE] + s] = g[a, _WAYS]
 
 
 # --------------------------------------------------------------------------------------------

@@ -138,7 +138,11 @@ class ArrayField(IntEnum):
     PLRU_BASE = 5  # first node of set 0 in plru
     PLRU_LEAVES = 6  # ways rounded up to a power of two (tree nodes per set, node 0 unused)
     SIZE_MASK = 7  # bit i set: holds EntrySize i (0 for walk-cache arrays)
-    NFIELDS = 8
+    SET_BASE = 8  # first set of the array in ``TlbState.ninvalid``
+    SET_MASK = 9  # sets - 1 when sets is a power of two, else -1 (the set is then key % sets)
+    HASH_BASE = 10  # first slot of the array's tag index in ``TlbState.index``
+    HASH_MASK = 11  # slots of that index - 1 (a power of two, at least twice the entries)
+    NFIELDS = 12
 
 
 class TlbCtl(IntEnum):
