@@ -523,7 +523,7 @@ def age_pass(s, a, policy):
     _census(s, a)
     nvmas = s.vmas.shape[0]
     for f in range(s.files.shape[0]):
-        nv = 0
+        nv = np.int64(0)  # not a literal 0: typing would compile _age_folio for Literal[int](0) too
         for v in range(nvmas):
             if s.vmas[v, _FILE] == f:
                 a.file_vmas[nv] = v

@@ -376,7 +376,7 @@ def arrays_for_level(draw, required: bool):
         owner = [remap[o] for o in owner]
     out = []
     for i in range(n):
-        ways = draw(st.integers(1, 6))
+        ways = draw(st.one_of(st.integers(1, 6), st.integers(32, 36)))  # 32+ ways: the tag-index path
         sets = draw(st.sampled_from([1, 1, 2, 3, 5, 8]))
         held = tuple(s for s, o in zip(sizes, owner, strict=True) if o == i)
         out.append(TlbArray(sets * ways, ways, held, draw(st.sampled_from(["lru", "plru"]))))
@@ -423,6 +423,46 @@ def _apply(mod, t, ops):
     return out
 
 
+def _check_accelerators(t) -> None:
+    """The structures that make the jitted model O(1) say exactly what ``tags``/``stamp`` say: each
+    array's tag index holds its valid entries, each reachable from its home slot before an empty
+    one; ``ninvalid`` counts the invalid ways of each set; each LRU set's list is its valid entries
+    by decreasing stamp, and an invalid entry links to itself."""
+    from fastfault.tlb.model import _home
+    from fastfault.tlb.presets import ArrayField as F
+
+    n = t.tags.shape[0]
+    for row in t.geom:
+        base, sets, ways = int(row[F.ENTRY_BASE]), int(row[F.SETS]), int(row[F.WAYS])
+        hb, hm = int(row[F.HASH_BASE]), int(row[F.HASH_MASK])
+        slots = t.index[hb : hb + hm + 1].tolist() if hm >= 0 else []
+        valid = {i for i in range(base, base + sets * ways) if t.tags[i] >= 0}
+        assert (hm < 0) == (ways < 32)
+        assert hm < 0 or ({i for i in slots if i >= 0} == valid and sum(i >= 0 for i in slots) == len(valid))
+        for i in valid if hm >= 0 else ():
+            h = int(_home(int(t.tags[i]), hm))
+            while slots[h] != i:
+                assert slots[h] >= 0, "an entry sits past an empty slot of its probe sequence"
+                h = (h + 1) & hm
+        for s_ in range(sets):
+            ways_idx = range(base + s_ * ways, base + (s_ + 1) * ways)
+            gset = int(row[F.SET_BASE]) + s_
+            assert t.ninvalid[gset] == sum(int(t.tags[i]) < 0 for i in ways_idx)
+            assert all(int(t.eset[i]) == gset for i in ways_idx)
+            for i in ways_idx:
+                if t.tags[i] < 0:
+                    assert t.lru_prev[i] == i and t.lru_next[i] == i
+            if row[F.POLICY] != 0:
+                continue
+            order, node = [], int(t.lru_next[n + gset])
+            while node != n + gset:
+                assert int(t.lru_next[t.lru_prev[node]]) == node
+                order.append(node)
+                node = int(t.lru_next[node])
+            live = [i for i in ways_idx if t.tags[i] >= 0]
+            assert order == sorted(live, key=lambda i: -int(t.stamp[i]))
+
+
 @settings(max_examples=60, deadline=None)
 @given(spec=specs(), seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400))
 def test_mirror_matches_jitted_model(spec, seed, n):
@@ -444,6 +484,7 @@ def test_mirror_matches_jitted_model(spec, seed, n):
     assert t.stats.tolist() == r.stat_vector()
     assert t.tags.tolist() == r.tags()
     assert t.flags.tolist() == r.flags()
+    _check_accelerators(t)
 
 
 @pytest.mark.parametrize("name", sorted(TLB_PRESETS))
@@ -461,6 +502,7 @@ def test_mirror_matches_on_presets(name):
     assert t.stats.tolist() == r.stat_vector()
     assert t.tags.tolist() == r.tags()
     assert len(TlbStat) - 1 == len(r.stat_vector())
+    _check_accelerators(t)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ VMF_MMAP_MISS = 1  # s.vmf[VMF_MMAP_MISS]: filemap_map_pages' local mmap_miss co
 _CLEAR_LOCKED = np.uint8(0xFF ^ PG.LOCKED)
 
 
-@jit
+@jit(inline="always")
 def next_uptodate_folio(s, f, index, end_pgoff):
     """``next_uptodate_folio()``: first mappable folio at or after file page ``index``.
 
@@ -94,7 +94,7 @@ def next_uptodate_folio(s, f, index, end_pgoff):
     return -1
 
 
-@jit
+@jit(inline="always")
 def filemap_map_pmd(s, v, fault_vpn, cache_head, order):
     """``filemap_map_pmd()``: PMD-map the first folio of the window if possible, else install the
     pre-allocated PTE table. True means "done" (the caller returns ``VM_FAULT_NOPAGE``)."""
@@ -112,7 +112,7 @@ def filemap_map_pmd(s, v, fault_vpn, cache_head, order):
     return False
 
 
-@jit
+@jit(inline="always")
 def _flush_run(s, v, k0, count, fault_k):
     set_pte_range(s, v, k0, count, fault_k, False, False)
     s.stats[Stat.MM_FILEPAGES] += count
@@ -143,35 +143,31 @@ def filemap_map_folio_range(s, v, f, head, order, start, k, nr_pages, file_end, 
     ret = 0
     count = 0
     run_k = k
-    for i in range(nr_pages):
-        page = base + head + start + i
-        skip = False
-        if s.pc_flags[page] & PG.HWPOISON:
-            s.stats[Stat.FAULTAROUND_SKIP_HWPOISON] += 1
-            skip = True
-        else:
-            if count_miss:
-                s.vmf[VMF_MMAP_MISS] += 1
-            if s.pte[pte_base + k + i] != 0:
-                s.stats[Stat.FAULTAROUND_SKIP_PRESENT] += 1
+    for i in range(nr_pages + 1):  # i == nr_pages: flush the last run (one call site of _flush_run)
+        skip = i == nr_pages
+        if not skip:
+            page = base + head + start + i
+            if s.pc_flags[page] & PG.HWPOISON:
+                s.stats[Stat.FAULTAROUND_SKIP_HWPOISON] += 1
                 skip = True
-        if skip:
-            if count:
-                ret |= _flush_run(s, v, run_k, count, fault_k)
-            count = 0
-            run_k = k + i + 1
-            continue
-        count += 1
-        if per_page:
-            ret |= _flush_run(s, v, run_k, 1, fault_k)
-            count = 0
-            run_k = k + i + 1
-    if count:
-        ret |= _flush_run(s, v, run_k, count, fault_k)
+            else:
+                if count_miss:
+                    s.vmf[VMF_MMAP_MISS] += 1
+                if s.pte[pte_base + k + i] != 0:
+                    s.stats[Stat.FAULTAROUND_SKIP_PRESENT] += 1
+                    skip = True
+        if not skip:
+            count += 1
+            if not per_page:
+                continue
+        if count:
+            ret |= _flush_run(s, v, run_k, count, fault_k)
+        count = 0
+        run_k = k + i + 1
     return ret
 
 
-@jit
+@jit(inline="always")
 def filemap_map_order0_folio(s, v, f, pgoff, k, fault_k):
     """``filemap_map_order0_folio()``: map one order-0 folio at VMA page ``k``."""
     page = s.files[f, FileField.BASE] + pgoff
@@ -187,7 +183,7 @@ def filemap_map_order0_folio(s, v, f, pgoff, k, fault_k):
     return _flush_run(s, v, k, 1, fault_k)
 
 
-@jit
+@jit(inline="always")
 def filemap_map_pages(s, v, start_pgoff, end_pgoff, fault_k, fault_vpn):
     """``filemap_map_pages()``: map the cached, uptodate pages of ``[start_pgoff, end_pgoff]``.
 
@@ -200,32 +196,37 @@ def filemap_map_pages(s, v, start_pgoff, end_pgoff, fault_k, fault_vpn):
     profile = s.cfg[Cfg.PROFILE]
     s.vmf[VMF_MMAP_MISS] = 0
     ret = 0
-    pos = next_uptodate_folio(s, f, start_pgoff, end_pgoff)
-    if pos >= 0:
-        file_end = ((files[f, FileField.ISIZE] + 4095) >> 12) - 1
-        if profile >= Profile.LINUX_6_18:
-            end_pgoff = min(end_pgoff, file_end)  # v6.6 / v5.12: no i_size clamp here
+    file_end = ((files[f, FileField.ISIZE] + 4095) >> 12) - 1
+    first = True
+    nxt = start_pgoff
+    while True:  # one call site per helper: they are inlined here
+        pos = next_uptodate_folio(s, f, nxt, end_pgoff)
+        if pos < 0:
+            break
         order = np.int64(s.pc_order[base + pos])
         head = pos & ~((1 << order) - 1)
-        try_pmd = profile < Profile.LINUX_6_18 or file_end >= head + (1 << order)
-        if try_pmd and filemap_map_pmd(s, v, fault_vpn, base + head, order):
-            ret = VM_FAULT_NOPAGE
-        elif (s.pmd[pmd_slot(s, v, fault_vpn)] & PMD.KIND_MASK) == PMD.TABLE:
-            while pos >= 0:
-                order = np.int64(s.pc_order[base + pos])
-                head = pos & ~((1 << order) - 1)
-                fend = head + (1 << order) - 1
-                nr_pages = min(fend, end_pgoff) - pos + 1
-                if profile == Profile.LINUX_5_12:
-                    fend = pos  # page-based loop: one page per entry
-                    nr_pages = 1
-                if order == 0:
-                    ret |= filemap_map_order0_folio(s, v, f, pos, pos - vm_pgoff, fault_k)
-                else:
-                    ret |= filemap_map_folio_range(
-                        s, v, f, head, order, pos - head, pos - vm_pgoff, nr_pages, file_end, fault_k
-                    )
-                pos = next_uptodate_folio(s, f, fend + 1, end_pgoff)
+        if first:
+            first = False
+            if profile >= Profile.LINUX_6_18:
+                end_pgoff = min(end_pgoff, file_end)  # v6.6 / v5.12: no i_size clamp here
+            try_pmd = profile < Profile.LINUX_6_18 or file_end >= head + (1 << order)
+            if try_pmd and filemap_map_pmd(s, v, fault_vpn, base + head, order):
+                ret = VM_FAULT_NOPAGE
+                break
+            if (s.pmd[pmd_slot(s, v, fault_vpn)] & PMD.KIND_MASK) != PMD.TABLE:
+                break
+        fend = head + (1 << order) - 1
+        nr_pages = min(fend, end_pgoff) - pos + 1
+        if profile == Profile.LINUX_5_12:
+            fend = pos  # page-based loop: one page per entry
+            nr_pages = 1
+        if order == 0:
+            ret |= filemap_map_order0_folio(s, v, f, pos, pos - vm_pgoff, fault_k)
+        else:
+            ret |= filemap_map_folio_range(
+                s, v, f, head, order, pos - head, pos - vm_pgoff, nr_pages, file_end, fault_k
+            )
+        nxt = fend + 1
     miss = s.vmf[VMF_MMAP_MISS]
     saved = files[f, FileField.MMAP_MISS]
     files[f, FileField.MMAP_MISS] = 0 if miss >= saved else saved - miss
@@ -283,7 +284,7 @@ def do_sync_mmap_readahead(s, v, f, pgoff):
     page_cache_ra_order(s, f, files[f, FileField.RA_START])
 
 
-@jit
+@jit(inline="always")
 def do_async_mmap_readahead(s, v, f, head, order, pgoff):
     """``do_async_mmap_readahead()``: the faulting page is cached. Returns True when the mmap lock
     is dropped for I/O (a ``PG_readahead`` hit), which makes ``filemap_fault`` return RETRY."""
@@ -300,7 +301,7 @@ def do_async_mmap_readahead(s, v, f, head, order, pgoff):
     return False
 
 
-@jit
+@jit(inline="always")
 def filemap_fault(s, v, pgoff, tried):
     """``filemap_fault()``: find or read the faulting page; returns ``VM_FAULT_*`` bits.
 

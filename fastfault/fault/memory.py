@@ -49,7 +49,7 @@ _CLEAR_UNTOUCHED = np.uint8(0xFF ^ PTE.UNTOUCHED)
 _CLEAR_CONT = np.uint8(0xFF ^ PTE.CONT)
 
 
-@jit
+@jit(inline="always")
 def do_fault_around(s, v, k, vpn, pgoff):
     """``do_fault_around()``: the window of ``fault_around_pages`` around the fault, aligned on the
     virtual address, clamped to the VMA and to the PTE table."""
@@ -70,7 +70,7 @@ def do_fault_around(s, v, k, vpn, pgoff):
     return ret
 
 
-@jit
+@jit(inline="always")
 def _pte_range_none(s, p0, nr):
     for i in range(nr):
         if s.pte[p0 + i] != 0:
@@ -78,7 +78,7 @@ def _pte_range_none(s, p0, nr):
     return True
 
 
-@jit
+@jit(inline="always")
 def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
     """``finish_fault()``: map the page ``filemap_fault`` found (or its COW copy)."""
     f = s.vmas[v, VmaField.FILE]
@@ -132,7 +132,7 @@ def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
         return 0
 
 
-@jit
+@jit(inline="always")
 def __do_fault(s, v, vpn, pgoff, tried):
     """``__do_fault()``: pre-allocate a PTE table if the PMD is none, then ``->fault``."""
     if (s.pmd[pmd_slot(s, v, vpn)] & PMD.KIND_MASK) == PMD.NONE and s.vmf[VMF_PREALLOC] == 0:
@@ -141,7 +141,7 @@ def __do_fault(s, v, vpn, pgoff, tried):
     return filemap_fault(s, v, pgoff, tried)
 
 
-@jit
+@jit(inline="always")
 def do_read_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     """``do_read_fault()``: fault-around first; ``filemap_fault`` + ``finish_fault`` if it did not
     map the faulting page."""
@@ -188,7 +188,7 @@ def do_shared_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     return ret | finish_fault(s, v, k, vpn, pgoff, True, False)
 
 
-@jit
+@jit(inline="always")
 def do_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
     """``do_fault()``: dispatch on read / private write / shared write; free an unused
     pre-allocated table."""
@@ -204,7 +204,7 @@ def do_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
     return ret
 
 
-@jit
+@jit(inline="always")
 def do_wp_page(s, v, k, pgoff, vma_lock):
     """``do_wp_page()`` on a present, read-only file PTE: ``wp_page_shared`` + ``wp_page_reuse``
     (shared: same page, now writable, dirty, young) or ``wp_page_copy`` (private: an anon copy).
@@ -245,7 +245,7 @@ def do_wp_page(s, v, k, pgoff, vma_lock):
     return 0
 
 
-@jit
+@jit(inline="always")
 def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
     """``__handle_mm_fault()`` + ``handle_pte_fault()`` for a file VMA."""
     slot = pmd_slot(s, v, vpn)
@@ -297,19 +297,20 @@ def __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, vma_lock):
 def handle_mm_fault(s, v, k, vpn, write):
     """``handle_mm_fault()`` with the arch handler's retry loop and ``mm_account_fault()``."""
     pgoff = s.vmas[v, VmaField.PGOFF] + k
-    tried = False
-    ret = VM_FAULT_RETRY
-    if s.cfg[Cfg.PROFILE] >= Profile.LINUX_6_6:
-        # CONFIG_PER_VMA_LOCK (v6.4+): first attempt under lock_vma_under_rcu()
-        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, False, True)
-        if ret & VM_FAULT_RETRY:
-            s.stats[Stat.FAULT_RETRY] += 1
+    tried = np.bool_(False)  # not Literal[bool](False): the callees compile once
+    # CONFIG_PER_VMA_LOCK (v6.4+): the first attempt is under lock_vma_under_rcu(); a retry takes
+    # the mmap_lock (lock_mmap: retry:). One call site, so the fault chain is inlined here once.
+    vma_lock = s.cfg[Cfg.PROFILE] >= Profile.LINUX_6_6
+    while True:
+        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, vma_lock)
+        if not (ret & VM_FAULT_RETRY):
+            break
+        s.stats[Stat.FAULT_RETRY] += 1
+        if vma_lock:
+            vma_lock = False
             if ret & VM_FAULT_MAJOR:  # v6.8+ (46e714c729c8); a v6.6 VMA-lock attempt is never MAJOR
                 tried = True
-    while ret & VM_FAULT_RETRY:  # lock_mmap: retry:
-        ret = __handle_mm_fault(s, v, k, vpn, pgoff, write, tried, False)
-        if ret & VM_FAULT_RETRY:
-            s.stats[Stat.FAULT_RETRY] += 1
+        else:
             tried = True  # flags |= FAULT_FLAG_TRIED; goto retry;
     s.stats[Stat.PGFAULT] += 1
     if ret & VM_FAULT_SIGBUS:

@@ -63,7 +63,7 @@ def pmd_slot(s, v, vpn):
     return s.vmas[v, _PMD_BASE] + (vpn >> 9) - (s.vmas[v, _START] >> 9)
 
 
-@jit
+@jit(inline="always")
 def thp_vma_suitable_order(s, v, vpn):
     """``thp_vma_suitable_order(vma, addr, PMD_ORDER)`` for a file VMA.
 
@@ -77,7 +77,7 @@ def thp_vma_suitable_order(s, v, vpn):
     return hvpn >= start and hvpn + 512 <= start + s.vmas[v, _PAGES]
 
 
-@jit
+@jit(inline="always")
 def request_flush(s, vpn, npages):
     """Ask the replay loop to flush the TLB for ``[vpn, vpn + npages)`` after this fault
     (``flush_tlb_page``/``flush_tlb_range``: a present entry changed). Several requests of one fault
@@ -123,7 +123,7 @@ def _contpte_try_fold(s, v, k):
     request_flush(s, vpn - 15, 16)  # contpte_convert(): __flush_tlb_range() of the block
 
 
-@jit
+@jit(inline="always")
 def set_pte_range(s, v, k0, nr, fault_k, write, anon):
     """``set_pte_range(vmf, folio, page, nr, addr)``: install ``nr`` consecutive PTEs.
 

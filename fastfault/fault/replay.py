@@ -210,7 +210,7 @@ def _flush_listed(s, t, vpn):
     if (vpn & 511) == 0:
         v = find_vma(s.vmas, vpn, 0)
         if v >= 0 and (s.pmd[pmd_slot(s, v, vpn)] & PMD.KIND_MASK) != PMD.TABLE:
-            tlb_flush_range(t, vpn, 512)
+            tlb_flush_range(t, vpn, np.int64(512))  # not Literal[int](512): one compiled version
             return
     tlb_flush_page(t, vpn)
 

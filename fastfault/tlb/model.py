@@ -132,9 +132,10 @@ class TlbState(NamedTuple):
     stats : int64, (TlbStat.NFIELDS,)
         Counters.
     index : int32, (n_index_slots,)
-        Per array, an open-addressing (linear probing) table from tag to entry index, -1 for an
-        empty slot: a lookup costs O(1) probes instead of a scan of the set's ways. It holds
-        exactly the valid entries; it is a cache of ``tags`` and changes no result.
+        Per array of 32 ways or more, an open-addressing (linear probing, load factor <= 1/4) table
+        from tag to entry index, -1 for an empty slot: a lookup costs O(1) probes instead of a scan
+        of the set's ways. It holds exactly the valid entries; it is a cache of ``tags`` and
+        changes no result. Arrays with fewer ways are scanned.
     ninvalid : int32, (n_sets,)
         Invalid ways per set (the victim search scans for the first one only when there is one).
     lru_prev, lru_next : int32, (n_entries + n_sets,)
@@ -177,6 +178,7 @@ _SETMASK = int(ArrayField.SET_MASK)
 _HBASE = int(ArrayField.HASH_BASE)
 _HMASK = int(ArrayField.HASH_MASK)
 _LRU = 0
+_INDEX_MIN_WAYS = 32
 _ENABLED = int(TlbCtl.ENABLED)
 _CLOCK = int(TlbCtl.CLOCK)
 _L1D = int(TlbLevel.L1D)
@@ -286,11 +288,13 @@ def build_tlb(spec: TlbSpec) -> TlbState:
     hbase = 0
     ninvalid = []
     for row, (lvl, arr) in enumerate(table):
-        hslots = max(8, 1 << (2 * arr.entries - 1).bit_length())
+        # A tag index for arrays with many ways (a fully associative L1, say): a scan of a set of up
+        # to 31 ways is as cheap as the index's upkeep. Load factor at most 1/4: short probe runs.
+        hslots = max(8, 1 << (4 * arr.entries - 1).bit_length()) if arr.ways >= _INDEX_MIN_WAYS else 0
         geom[row, ArrayField.SET_BASE] = sbase
         geom[row, ArrayField.SET_MASK] = arr.sets - 1 if arr.sets & (arr.sets - 1) == 0 else -1
         geom[row, ArrayField.HASH_BASE] = hbase
-        geom[row, ArrayField.HASH_MASK] = hslots - 1
+        geom[row, ArrayField.HASH_MASK] = hslots - 1  # -1: no index, sets are scanned
         sbase += arr.sets
         hbase += hslots
         ninvalid += [arr.ways] * arr.sets
@@ -394,8 +398,16 @@ def _probe(t, a, key, tag):
 
     A tag names one key, hence one set, and an array holds it at most once, so the array's tag
     index answers in O(1) probes what a scan of the set's ways would."""
-    hb = t.geom[a, _HBASE]
-    hm = t.geom[a, _HMASK]
+    g = t.geom
+    hm = g[a, _HMASK]
+    if hm < 0:
+        ways = g[a, _WAYS]
+        base = g[a, _EBASE] + _set_of(g, a, key) * ways
+        for w in range(ways):
+            if t.tags[base + w] == tag:
+                return np.int64(base + w)
+        return np.int64(-1)
+    hb = g[a, _HBASE]
     h = _home(tag, hm)
     while True:
         i = t.index[hb + h]
@@ -522,11 +534,13 @@ def _insert(t, a, key, tag, flags):
         hm = t.geom[a, _HMASK]
         if t.tags[idx] >= 0:
             evicted = True
-            _index_del(t.index, t.tags, hb, hm, idx)
+            if hm >= 0:
+                _index_del(t.index, t.tags, hb, hm, idx)
         else:
             t.ninvalid[t.geom[a, _SBASE] + _set_of(t.geom, a, key)] -= 1
         t.tags[idx] = tag
-        _index_add(t.index, t.tags, hb, hm, idx)
+        if hm >= 0:
+            _index_add(t.index, t.tags, hb, hm, idx)
     t.flags[idx] = flags
     _touch(t, a, idx)
     return evicted
@@ -537,7 +551,8 @@ def _invalidate(t, a, idx):
     """Invalidate entry ``idx`` of array ``a`` if it is valid."""
     if t.tags[idx] >= 0:
         g = t.geom
-        _index_del(t.index, t.tags, g[a, _HBASE], g[a, _HMASK], idx)
+        if g[a, _HMASK] >= 0:
+            _index_del(t.index, t.tags, g[a, _HBASE], g[a, _HMASK], idx)
         t.tags[idx] = -1
         t.flags[idx] = 0
         t.stamp[idx] = 0
@@ -912,7 +927,7 @@ _V_PMD_BASE = int(VmaField.PMD_BASE)
 _F_BASE = int(FileField.BASE)
 
 
-@jit
+@jit(inline="always")
 def _kind(s, v, vpn, coalesce, need_young):
     """:func:`mapping_kind` (``need_young``) or :func:`lookup_kind`."""
     start = s.vmas[v, _V_START]
