@@ -100,6 +100,14 @@ event.register("numba:compile", _FewerGcWhileCompiling())
 JIT_OPTIONS = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy", "_nrt": False}
 
 
+def inlined(kernel):
+    """The ``inline="always"`` twin of the jitted ``kernel``: the same Python function, for the one
+    hot call site that should not pay a call (numba inlines its IR into the caller), while every
+    other caller shares ``kernel``'s single compiled copy. Inlining everywhere would compile a copy
+    per call site (each one typed again with its caller)."""
+    return numba.njit(**{**JIT_OPTIONS, "inline": "always"})(kernel.py_func)
+
+
 def jit(func=None, **overrides):
     """Compile ``func`` with the project's policy (``numba.njit`` with :data:`JIT_OPTIONS`)."""
     options = {**JIT_OPTIONS, **overrides}

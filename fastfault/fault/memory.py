@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastfault._jit import jit
+from fastfault._jit import inlined, jit
 from fastfault.fault.filemap import (
     VM_FAULT_MAJOR,
     VM_FAULT_NOPAGE,
@@ -46,6 +46,9 @@ from fastfault.fault.state import (
 )
 
 _CLEAR_UNTOUCHED = np.uint8(0xFF ^ PTE.UNTOUCHED)
+# Booleans typed as bool, not Literal[bool]: a call with a literal argument compiles its own version.
+_TRUE = np.bool_(True)
+_FALSE = np.bool_(False)
 _CLEAR_CONT = np.uint8(0xFF ^ PTE.CONT)
 
 
@@ -78,7 +81,7 @@ def _pte_range_none(s, p0, nr):
     return True
 
 
-@jit(inline="always")
+@jit
 def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
     """``finish_fault()``: map the page ``filemap_fault`` found (or its COW copy)."""
     f = s.vmas[v, VmaField.FILE]
@@ -132,13 +135,18 @@ def finish_fault(s, v, k, vpn, pgoff, write, is_cow):
         return 0
 
 
-@jit(inline="always")
+@jit
 def __do_fault(s, v, vpn, pgoff, tried):
     """``__do_fault()``: pre-allocate a PTE table if the PMD is none, then ``->fault``."""
     if (s.pmd[pmd_slot(s, v, vpn)] & PMD.KIND_MASK) == PMD.NONE and s.vmf[VMF_PREALLOC] == 0:
         s.vmf[VMF_PREALLOC] = 1
         s.stats[Stat.PREALLOC_PTE] += 1
     return filemap_fault(s, v, pgoff, tried)
+
+
+#: Inlined twins for the read fault, the common one; the COW and shared faults call the compiled copies.
+_do_fault_inline = inlined(__do_fault)
+_finish_fault_inline = inlined(finish_fault)
 
 
 @jit(inline="always")
@@ -151,11 +159,11 @@ def do_read_fault(s, v, k, vpn, pgoff, tried, vma_lock):
             return VM_FAULT_NOPAGE
     if vma_lock and s.cfg[Cfg.PROFILE] == Profile.LINUX_6_6:
         return VM_FAULT_RETRY  # v6.6: if (vmf->flags & FAULT_FLAG_VMA_LOCK) { vma_end_read(); return RETRY; }
-    ret = __do_fault(s, v, vpn, pgoff, tried)
+    ret = _do_fault_inline(s, v, vpn, pgoff, tried)
     if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
         return ret
     s.stats[Stat.FAULT_READ_FINISH] += 1
-    return ret | finish_fault(s, v, k, vpn, pgoff, False, False)
+    return ret | _finish_fault_inline(s, v, k, vpn, pgoff, False, False)
 
 
 @jit
@@ -168,7 +176,7 @@ def do_cow_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     if ret & (VM_FAULT_SIGBUS | VM_FAULT_RETRY):
         return ret
     s.stats[Stat.FAULT_COW] += 1
-    return ret | finish_fault(s, v, k, vpn, pgoff, True, True)
+    return ret | finish_fault(s, v, k, vpn, pgoff, _TRUE, _TRUE)
 
 
 @jit
@@ -185,7 +193,7 @@ def do_shared_fault(s, v, k, vpn, pgoff, tried, vma_lock):
     order = np.int64(s.pc_order[base + pgoff])
     s.pc_flags[base + (pgoff & ~((1 << order) - 1))] |= PG.DIRTY
     s.stats[Stat.FAULT_SHARED] += 1
-    return ret | finish_fault(s, v, k, vpn, pgoff, True, False)
+    return ret | finish_fault(s, v, k, vpn, pgoff, _TRUE, _FALSE)
 
 
 @jit(inline="always")

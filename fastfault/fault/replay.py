@@ -25,12 +25,13 @@ from fastfault.fault.pgtable import VMF_FLUSH_PAGES, VMF_FLUSH_VPN, pmd_slot
 from fastfault.fault.state import PG, PMD, PTE, Cfg, FileField, Stat, VmaField, VmaFlag
 from fastfault.reclaim import AgeStat, age_pass
 from fastfault.tlb.model import (
+    _fill,
     _lookup,
+    _walk,
     lookup_kind,
     mapping_kind,
     tlb_access,
     tlb_add_hits,
-    tlb_fill,
     tlb_flush_all,
     tlb_flush_page,
     tlb_flush_range,
@@ -86,8 +87,8 @@ def _walk_fill(s, t, v, vpn, ifetch):
             for j in range(b, b + 4):
                 if (s.pte[j] & PTE.DIRTY) == 0 or (s.pte[j] & PTE.WRITE) == 0:
                     dirty = False
-    tlb_walk(t, vpn, kind)
-    tlb_fill(t, vpn, kind, dirty, ifetch)
+    _walk(t, vpn, kind)
+    _fill(t, vpn, kind, dirty, ifetch)
 
 
 @jit(inline="always")

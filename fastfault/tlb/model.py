@@ -59,7 +59,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastfault._jit import jit
+from fastfault._jit import inlined, jit
 from fastfault.errors import InputError
 from fastfault.fault.state import PMD, PTE, FileField, VmaField
 from fastfault.tlb.presets import (
@@ -403,9 +403,15 @@ def _probe(t, a, key, tag):
     if hm < 0:
         ways = g[a, _WAYS]
         base = g[a, _EBASE] + _set_of(g, a, key) * ways
+        # whether the set holds the tag, as an OR over its ways (no early exit: it vectorises; most
+        # probes of a large trace miss), then where
+        hit = False
         for w in range(ways):
-            if t.tags[base + w] == tag:
-                return np.int64(base + w)
+            hit |= t.tags[base + w] == tag
+        if hit:
+            for w in range(ways):
+                if t.tags[base + w] == tag:
+                    return np.int64(base + w)
         return np.int64(-1)
     hb = g[a, _HBASE]
     h = _home(tag, hm)
@@ -632,7 +638,7 @@ def _count_dirty_miss(st, ifetch):
         st[_ST_IMISS] += 1
 
 
-@jit(inline="always")
+@jit
 def tlb_lookup(t, vpn, size_kind, write, ifetch):
     """Look a translation up in L1, then L2.
 
@@ -659,7 +665,7 @@ def tlb_lookup(t, vpn, size_kind, write, ifetch):
     return _lookup(t, vpn, size_kind, -1, write, ifetch)
 
 
-@jit(inline="always")
+@jit
 def tlb_lookup_coalesced(t, vpn, write, ifetch):
     """:func:`tlb_lookup` of a page of a group Zen 4 may hold as one coalesced 16K entry or as its
     own 4K entry (whichever the fill that cached it made, see :func:`lookup_kind`): each level is
@@ -667,7 +673,7 @@ def tlb_lookup_coalesced(t, vpn, write, ifetch):
     return _lookup(t, vpn, _K16, _K4K, write, ifetch)
 
 
-@jit(inline="always")
+@jit
 def tlb_fill(t, vpn, size_kind, dirty, ifetch):
     """Install the translation a walk found, in L1 and in L2 (non-inclusive, non-exclusive).
 
@@ -710,7 +716,7 @@ def tlb_fill(t, vpn, size_kind, dirty, ifetch):
         st[_ST_COALESCED] += 1
 
 
-@jit(inline="always")
+@jit
 def tlb_walk(t, vpn, size_kind):
     """Memory references of the page walk for ``vpn``, given the walk caches (which it fills).
 
@@ -766,6 +772,11 @@ def tlb_walk(t, vpn, size_kind):
             key = vpn >> (9 * (lvl - 1))
             _insert(t, a, key, key, 0)
     return refs
+
+
+#: The inlined twins of :func:`tlb_fill` and :func:`tlb_walk`, for the replay loop's walk-and-fill.
+_fill = inlined(tlb_fill)
+_walk = inlined(tlb_walk)
 
 
 @jit
