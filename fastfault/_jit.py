@@ -105,7 +105,8 @@ def inlined(kernel):
     hot call site that should not pay a call (numba inlines its IR into the caller), while every
     other caller shares ``kernel``'s single compiled copy. Inlining everywhere would compile a copy
     per call site (each one typed again with its caller)."""
-    return numba.njit(**{**JIT_OPTIONS, "inline": "always"})(kernel.py_func)
+    # under NUMBA_DISABLE_JIT=1 ``kernel`` is the plain function itself
+    return numba.njit(**{**JIT_OPTIONS, "inline": "always"})(getattr(kernel, "py_func", kernel))
 
 
 def jit(func=None, **overrides):
