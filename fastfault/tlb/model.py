@@ -132,17 +132,18 @@ class TlbState(NamedTuple):
     stats : int64, (TlbStat.NFIELDS,)
         Counters.
     index : int32, (n_index_slots,)
-        Per array of 32 ways or more, an open-addressing (linear probing, load factor <= 1/4) table
+        Per array of 16 ways or more, an open-addressing (linear probing, load factor <= 1/4) table
         from tag to entry index, -1 for an empty slot: a lookup costs O(1) probes instead of a scan
         of the set's ways. It holds exactly the valid entries; it is a cache of ``tags`` and
         changes no result. Arrays with fewer ways are scanned.
     ninvalid : int32, (n_sets,)
         Invalid ways per set (the victim search scans for the first one only when there is one).
     lru_prev, lru_next : int32, (n_entries + n_sets,)
-        Per LRU set, a circular doubly-linked list of its valid entries in recency order through a
-        sentinel node (``n_entries + set``): ``lru_next[sentinel]`` is the most recently used entry,
-        ``lru_prev[sentinel]`` the least, the victim of a full set, in O(1). An invalid entry links
-        to itself. The same order as ``stamp``, which is kept too.
+        Per LRU set of an indexed array (16 ways or more), a circular doubly-linked list of its
+        valid entries in recency order through a sentinel node (``n_entries + set``):
+        ``lru_next[sentinel]`` is the most recently used entry, ``lru_prev[sentinel]`` the least,
+        the victim of a full set, in O(1). Every other entry links to itself. The same order as
+        ``stamp``, which is kept too (sets of fewer ways scan it for their victim).
     eset : int32, (n_entries,)
         Global set number of each entry (its sentinel is ``n_entries + eset``).
     """
@@ -178,7 +179,7 @@ _SETMASK = int(ArrayField.SET_MASK)
 _HBASE = int(ArrayField.HASH_BASE)
 _HMASK = int(ArrayField.HASH_MASK)
 _LRU = 0
-_INDEX_MIN_WAYS = 32
+_INDEX_MIN_WAYS = 16  # arrays of this many ways or more get a tag index and per-set recency lists
 _ENABLED = int(TlbCtl.ENABLED)
 _CLOCK = int(TlbCtl.CLOCK)
 _L1D = int(TlbLevel.L1D)
@@ -289,7 +290,7 @@ def build_tlb(spec: TlbSpec) -> TlbState:
     ninvalid = []
     for row, (lvl, arr) in enumerate(table):
         # A tag index for arrays with many ways (a fully associative L1, say): a scan of a set of up
-        # to 31 ways is as cheap as the index's upkeep. Load factor at most 1/4: short probe runs.
+        # to 15 ways is as cheap as the index's upkeep. Load factor at most 1/4: short probe runs.
         hslots = max(8, 1 << (4 * arr.entries - 1).bit_length()) if arr.ways >= _INDEX_MIN_WAYS else 0
         geom[row, ArrayField.SET_BASE] = sbase
         geom[row, ArrayField.SET_MASK] = arr.sets - 1 if arr.sets & (arr.sets - 1) == 0 else -1
@@ -403,15 +404,9 @@ def _probe(t, a, key, tag):
     if hm < 0:
         ways = g[a, _WAYS]
         base = g[a, _EBASE] + _set_of(g, a, key) * ways
-        # whether the set holds the tag, as an OR over its ways (no early exit: it vectorises; most
-        # probes of a large trace miss), then where
-        hit = False
         for w in range(ways):
-            hit |= t.tags[base + w] == tag
-        if hit:
-            for w in range(ways):
-                if t.tags[base + w] == tag:
-                    return np.int64(base + w)
+            if t.tags[base + w] == tag:
+                return np.int64(base + w)
         return np.int64(-1)
     hb = g[a, _HBASE]
     h = _home(tag, hm)
@@ -462,6 +457,8 @@ def _touch(t, a, idx):
     if g[a, _POLICY] == _LRU:
         t.ctl[_CLOCK] += 1
         t.stamp[idx] = t.ctl[_CLOCK]
+        if g[a, _WAYS] < _INDEX_MIN_WAYS:
+            return  # a set of few ways: its victim is found by scanning the stamps
         # move to the front of the set's list (an entry just made valid links to itself: unlinking
         # it changes nothing)
         prev = t.lru_prev
@@ -510,8 +507,17 @@ def _victim(t, a, key):
             if t.tags[base + w] < 0:
                 return np.int64(base + w)
     if g[a, _POLICY] == _LRU:
-        # Every way is valid: the tail of the set's recency list (the lowest stamp).
-        return np.int64(t.lru_prev[t.tags.shape[0] + g[a, _SBASE] + s])
+        # Every way is valid, each with a distinct stamp (a clock value): the lowest is the LRU way.
+        if ways >= _INDEX_MIN_WAYS:
+            return np.int64(t.lru_prev[t.tags.shape[0] + g[a, _SBASE] + s])  # the tail of the list
+        best = base
+        low = t.stamp[base]
+        for w in range(1, ways):
+            x = t.stamp[base + w]
+            if x < low:
+                low = x
+                best = base + w
+        return best
     leaves = g[a, _LEAVES]
     pb = g[a, _PBASE] + s * leaves
     node = 1
