@@ -422,6 +422,8 @@ def section_diag(rep: Report, sizes: Sizes, sim_kwargs: dict, traces: dict) -> N
     cases += [
         (f"{name}: first {n:,} accesses", traces[name][:n], traces["kind"][:n], ones) for name in ("zipf", "uniform")
     ]
+    # the same uniform accesses moved outside the file mapping: anonymous memory, most of a real program's trace
+    cases.append(("uniform, outside file VMAs", traces["uniform"][:n] + sizes.file_pages, traces["kind"][:n], ones))
     for label, vpn, kind, count in cases:
         full = time_replay(sizes.file_pages, sim_kwargs, vpn, kind, count, sizes.reps)
         bare = time_replay(sizes.file_pages, {}, vpn, kind, count, sizes.reps) if sim_kwargs else full

@@ -30,7 +30,6 @@ from fastfault.tlb.model import (
     _walk,
     lookup_kind,
     mapping_kind,
-    tlb_access,
     tlb_add_hits,
     tlb_flush_all,
     tlb_flush_page,
@@ -270,7 +269,11 @@ def replay_trace(s, t, a, vpn, kind, count):
             if v < 0:
                 st[Stat.OTHER_ACCESSES] += 1
                 if tlb_on:
-                    tlb_access(t, page, PageKind.PTE_4K, write, ifetch, True)
+                    # tlb_access (anonymous memory, stack: present, dirty-capable 4K pages), inlined:
+                    # in a real program's trace these are most accesses
+                    if _lookup(t, page, PageKind.PTE_4K, -1, write, ifetch) == TlbLookup.MISS:
+                        _walk(t, page, PageKind.PTE_4K)
+                        _fill(t, page, PageKind.PTE_4K, True, ifetch)
                 settled = True
             else:
                 settled = access_file_page(s, t, v, page, write, ifetch) == OUTCOME_OK
