@@ -976,7 +976,7 @@ def section_startup(rep: Report, sizes: Sizes, skip_cold: bool) -> None:
         "help_seconds": helps,
         "path_shim": Path(shim).name if shim else None,
         "shim_help_seconds": shim_help,
-        "run_command": run_cmd,
+        "run_command": [Path(run_cmd[0]).name, *run_cmd[1:]],  # no machine paths in results
         "warm_run_seconds": warm,
         "cold_run_seconds": cold,
     }
