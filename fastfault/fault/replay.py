@@ -129,7 +129,8 @@ def access_file_page(s, t, v, vpn, write, ifetch):
     :data:`OUTCOME_ERROR` when the access ended in SIGBUS or SIGSEGV.
 
     Inlined into the replay loop, so it is written with one call site per TLB helper: one lookup,
-    one walk-and-fill; only the fault path (``handle_mm_fault``) is a call.
+    one walk-and-fill; only a fault (``handle_mm_fault``, the walk before it, the flush it asks for)
+    makes calls.
     """
     st = s.stats
     st[Stat.FILE_ACCESSES] += 1

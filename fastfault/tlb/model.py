@@ -218,7 +218,6 @@ _ST_FILLS = int(TlbStat.FILLS)
 _ST_FILLS_4K = int(TlbStat.FILLS_4K)
 _ST_COALESCED = int(TlbStat.COALESCED_FILLS)
 _ST_L1_EVICT = int(TlbStat.L1_EVICTIONS)
-_ST_L2_EVICT = int(TlbStat.L2_EVICTIONS)
 _ST_FPAGE = int(TlbStat.FLUSH_PAGE)
 _ST_FRANGE = int(TlbStat.FLUSH_RANGE)
 _ST_FALL = int(TlbStat.FLUSH_ALL)
@@ -716,7 +715,7 @@ def tlb_fill(t, vpn, size_kind, dirty, ifetch):
             sz = t.route_size[lvl, size_kind]
             key = vpn >> _size_shift(sz)
             if _insert(t, a, key, key * 8 + sz, flags):
-                st[_ST_L1_EVICT + level] += 1
+                st[_ST_L1_EVICT + level] += 1  # L1_EVICTIONS, L2_EVICTIONS
             coalesced = coalesced or sz == _S16K or sz == _S64K
     if coalesced:
         st[_ST_COALESCED] += 1
